@@ -1,0 +1,61 @@
+"""The API error tree. Every error a client sees is one of these, as DashScope shapes it.
+
+``ApiError`` (code, message, HTTP status)
+├── ``InvalidParameter``      400 InvalidParameter (and the ``BadRequest.Empty*`` codes)
+├── ``UnsupportedOperation``  400 UnsupportedOperation
+├── ``InvalidApiKey``         401 InvalidApiKey
+├── ``AccessDenied``          403 AccessDenied (and ``AccessDenied.Unpurchased``)
+├── ``TooLarge``              413 BadRequest.TooLarge
+└── ``InternalError``         500 InternalError
+
+One handler (:func:`gateway.app.create_app`) turns each into
+``{"code", "message", "request_id"}``.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error answered to the client with a DashScope code and HTTP status."""
+
+    status_code = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidParameter(ApiError):
+    status_code = 400
+    code = "InvalidParameter"
+
+
+class UnsupportedOperation(ApiError):
+    status_code = 400
+    code = "UnsupportedOperation"
+
+
+class InvalidApiKey(ApiError):
+    status_code = 401
+    code = "InvalidApiKey"
+
+    def __init__(self, message: str = "Invalid API-key provided.") -> None:
+        super().__init__(message)
+
+
+class AccessDenied(ApiError):
+    status_code = 403
+    code = "AccessDenied"
+
+
+class TooLarge(ApiError):
+    status_code = 413
+    code = "BadRequest.TooLarge"
+
+
+class InternalError(ApiError):
+    status_code = 500
+    code = "InternalError"

@@ -1,0 +1,219 @@
+"""The status store: task records in Redis hashes, a per-tenant index, atomic transitions.
+
+Every status change is one Lua script (compare-and-set), so a cancel racing a
+worker's claim, or two workers racing on a redelivered message, resolve to one
+winner. The gateway uses :class:`TaskStore` (asyncio); workers use
+:class:`WorkerTaskStore` (blocking, one task at a time per process).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.jobs import GenerationRequest
+from gateway.records import TaskRecord, TaskStatus
+
+# A task that never ends (a lost message, say) still disappears eventually.
+UNFINISHED_TTL_SECONDS = 7 * 86_400
+
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status ~= 'PENDING' and status ~= 'RUNNING' then return {status, 0} end
+redis.call('HSET', KEYS[1], 'status', 'RUNNING')
+redis.call('HSETNX', KEYS[1], 'scheduled_ms', ARGV[1])
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local row = redis.call('HMGET', KEYS[1], 'request', 'tenant', 'submit_ms')
+return {status, attempts, row[1], row[2], row[3]}
+"""
+
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'end_ms', ARGV[2], 'results', ARGV[3],
+           'code', ARGV[4], 'message', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'UNKNOWN' end
+if status == 'PENDING' then
+  redis.call('HSET', KEYS[1], 'status', 'CANCELED', 'end_ms', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return status
+"""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of a tenant's tasks, newest first."""
+
+    records: list[TaskRecord]
+    total: int
+
+
+class TaskStore:
+    """The gateway's side of the status store."""
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int) -> None:
+        self._redis = client
+        self._ttl = ttl_seconds
+        self._cancel = client.register_script(_CANCEL)
+
+    async def create(self, task_id: str, tenant: str, request: GenerationRequest) -> int:
+        """Write a PENDING record and index it; returns the submit time (ms)."""
+        submitted = now_ms()
+        index = keys.tenant_tasks(tenant)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.task(task_id),
+                mapping={
+                    "tenant": tenant,
+                    "status": TaskStatus.PENDING.value,
+                    "model": request.model,
+                    "request": request.to_json(),
+                    "submit_ms": submitted,
+                },
+            )
+            pipe.expire(keys.task(task_id), UNFINISHED_TTL_SECONDS)
+            pipe.zadd(index, {task_id: submitted})
+            pipe.zremrangebyscore(index, "-inf", submitted - UNFINISHED_TTL_SECONDS * 1000)
+            await pipe.execute()
+        return submitted
+
+    async def get(self, task_id: str, tenant: str) -> TaskRecord | None:
+        """The record, or None when it does not exist or belongs to another tenant."""
+        data = await self._redis.hgetall(keys.task(task_id))
+        if not data or data.get(b"tenant", b"").decode() != tenant:
+            return None
+        return TaskRecord.from_hash(task_id, data)
+
+    async def fail_unsent(self, task_id: str, message: str) -> None:
+        """Mark a task FAILED when its message could not be queued (nothing will run it)."""
+        await self._redis.hset(
+            keys.task(task_id),
+            mapping={
+                "status": TaskStatus.FAILED.value,
+                "end_ms": now_ms(),
+                "code": "InternalError",
+                "message": message,
+            },
+        )
+        await self._redis.expire(keys.task(task_id), self._ttl)
+
+    async def cancel(self, task_id: str, tenant: str) -> TaskStatus:
+        """Cancel a PENDING task; returns the status it had (UNKNOWN if not the tenant's)."""
+        previous = await self._cancel(keys=[keys.task(task_id)], args=[tenant, now_ms(), self._ttl])
+        return TaskStatus(previous.decode())
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        start_ms: int | None,
+        end_ms: int | None,
+        model: str | None,
+        status: TaskStatus | None,
+        offset: int,
+        limit: int,
+    ) -> TaskPage:
+        """A tenant's tasks submitted in [start, end], optionally filtered, newest first."""
+        index = keys.tenant_tasks(tenant)
+        ids: list[bytes] = await self._redis.zrevrangebyscore(
+            index, end_ms if end_ms is not None else "+inf", start_ms or "-inf"
+        )
+        records, dead = await self._load_many([i.decode() for i in ids])
+        if dead:
+            await self._redis.zrem(index, *dead)
+        matching = [
+            r
+            for r in records
+            if (model is None or r.request.model == model)
+            and (status is None or r.status is status)
+        ]
+        return TaskPage(records=matching[offset : offset + limit], total=len(matching))
+
+    async def _load_many(self, task_ids: Sequence[str]) -> tuple[list[TaskRecord], list[str]]:
+        records: list[TaskRecord] = []
+        dead: list[str] = []
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start : start + 500]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for task_id in chunk:
+                    pipe.hgetall(keys.task(task_id))
+                rows = await pipe.execute()
+            for task_id, data in zip(chunk, rows, strict=True):
+                if data:
+                    records.append(TaskRecord.from_hash(task_id, data))
+                else:
+                    dead.append(task_id)
+        return records, dead
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker learns when it claims a task."""
+
+    previous: TaskStatus
+    attempts: int
+    request: GenerationRequest | None = None
+    tenant: str = ""
+    submit_ms: int = 0
+
+    @property
+    def runnable(self) -> bool:
+        return self.request is not None
+
+
+class WorkerTaskStore:
+    """The worker's side of the status store (blocking client)."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self._redis = client
+        self._ttl = ttl_seconds
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+
+    def claim(self, task_id: str) -> Claim | None:
+        """PENDING (or RUNNING, on redelivery) → RUNNING. None when the record is gone."""
+        reply = self._claim(keys=[keys.task(task_id)], args=[now_ms()])
+        if reply is None:
+            return None
+        previous = TaskStatus(reply[0].decode())
+        if len(reply) < 4:
+            return Claim(previous=previous, attempts=0)
+        return Claim(
+            previous=previous,
+            attempts=int(reply[1]),
+            request=GenerationRequest.from_json(reply[2]),
+            tenant=reply[3].decode(),
+            submit_ms=int(reply[4]),
+        )
+
+    def finish(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        results: list[dict[str, str]],
+        code: str = "",
+        message: str = "",
+    ) -> bool:
+        """RUNNING → SUCCEEDED/FAILED with results; False if the task was not RUNNING."""
+        done = self._finish(
+            keys=[keys.task(task_id)],
+            args=[status.value, now_ms(), orjson.dumps(results), code, message, self._ttl],
+        )
+        return bool(done)

@@ -1,0 +1,122 @@
+"""run_generate with a real pipeline, Redis and storage, when images or the whole task fail."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+from conftest import Stack
+
+from gateway.jobs import GenerationRequest
+from gateway.records import TaskStatus
+from gateway.settings import Settings
+from gateway.store import TaskStore, WorkerTaskStore
+from workers.backends.diffusion import DiffusersBackend
+from workers.generate import run_generate
+from workers.runtime import WorkerRuntime
+from workers.storage.local import LocalStorage
+
+
+class FlakyBackend(DiffusersBackend):
+    """The real backend, whose pipeline call fails for batches and for chosen seeds."""
+
+    def __init__(self, failing_seeds: set[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failing_seeds = failing_seeds
+
+    def _run_pipeline(self, pipe, generators, request, on_step):  # type: ignore[no-untyped-def]
+        seeds = {g.initial_seed() for g in generators}
+        if len(generators) > 1 or seeds & self.failing_seeds:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        result: np.ndarray = super()._run_pipeline(pipe, generators, request, on_step)
+        return result
+
+
+def _runtime(
+    stack: Stack, demo_weights_dir: Path, tmp_path: Path, failing: set[int]
+) -> WorkerRuntime:
+    settings = Settings(redis_url=stack.redis.url, storage_dir=tmp_path)
+    backend = FlakyBackend(
+        failing, weights={"sd15": None}, demo_cache_dir=demo_weights_dir, device="cpu"
+    )
+    return WorkerRuntime(
+        settings=settings,
+        store=WorkerTaskStore(stack.redis.client(), settings.task_ttl_seconds),
+        storage=LocalStorage(tmp_path),
+        backend=backend,
+    )
+
+
+def _create(stack: Stack, tenant: str, job: GenerationRequest) -> str:
+    task_id = str(uuid.uuid4())
+
+    async def create() -> None:
+        client = aioredis.Redis.from_url(stack.redis.url)
+        await TaskStore(client, 3600).create(task_id, tenant, job)
+        await client.aclose()
+
+    asyncio.run(create())
+    return task_id
+
+
+@pytest.fixture
+def tenant(new_tenant: Callable[..., str], stack: Stack) -> tuple[str, httpx.Client]:
+    name = "t-" + secrets.token_hex(4)
+    client = httpx.Client(base_url=stack.api, headers=stack.headers(new_tenant(name)), timeout=10)
+    return name, client
+
+
+def test_partial_failure_succeeds_and_counts_only_good_images(
+    stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
+) -> None:
+    name, client = tenant
+    job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 3, 1, 7.0, 500)
+    task_id = _create(stack, name, job)
+    runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={501})
+    assert run_generate(task_id, runtime) is TaskStatus.SUCCEEDED
+    data = client.get(f"/tasks/{task_id}").json()
+    output = data["output"]
+    assert output["task_status"] == "SUCCEEDED"
+    assert output["task_metrics"] == {"TOTAL": 3, "SUCCEEDED": 2, "FAILED": 1}
+    assert data["usage"] == {"image_count": 2}
+    assert "url" in output["results"][0] and "url" in output["results"][2]
+    assert output["results"][1]["code"] == "InternalError.Algo"
+    assert "out of memory" in output["results"][1]["message"]
+    stored = sorted(p.name for p in tmp_path.rglob("*.png"))
+    assert stored == ["0.png", "2.png"]
+
+
+def test_all_images_failing_fails_the_task_with_code_and_no_usage(
+    stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
+) -> None:
+    name, client = tenant
+    job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 700)
+    task_id = _create(stack, name, job)
+    runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={700, 701})
+    assert run_generate(task_id, runtime) is TaskStatus.FAILED
+    data = client.get(f"/tasks/{task_id}").json()
+    assert data["output"]["task_status"] == "FAILED"
+    assert data["output"]["code"] == "InternalError.Algo"
+    assert data["output"]["message"]
+    assert data["output"]["task_metrics"] == {"TOTAL": 2, "SUCCEEDED": 0, "FAILED": 2}
+    assert "usage" not in data
+
+
+def test_a_canceled_task_is_not_run(
+    stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
+) -> None:
+    name, client = tenant
+    job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
+    task_id = _create(stack, name, job)
+    assert client.post(f"/tasks/{task_id}/cancel").status_code == 200
+    assert run_generate(task_id, _runtime(stack, demo_weights_dir, tmp_path, set())) is None
+    assert client.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
+    assert not list(tmp_path.rglob("*.png"))

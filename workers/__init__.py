@@ -1,0 +1,1 @@
+"""synthgate workers: the Celery app, the generate task, backends and storage."""

@@ -1,0 +1,1 @@
+"""Image generation backends (local diffusers, upstream DashScope)."""

@@ -1,0 +1,81 @@
+"""The worker's Celery app: the ``synthgate.generate`` task and per-process start-up."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from gateway.catalog import LOCAL_QUEUES
+from gateway.queueing import GENERATE_TASK, create_celery
+from gateway.settings import Settings
+from workers.generate import run_generate
+from workers.heartbeat import Heartbeat
+from workers.runtime import get_runtime
+
+log = logging.getLogger("synthgate.worker")
+
+
+def served_queues(settings: Settings) -> list[str]:
+    """The pools this worker consumes: ``SYNTHGATE_WORKER_QUEUES``, or every local pool."""
+    if settings.worker_queues.strip():
+        return [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
+    return list(LOCAL_QUEUES)
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    """A Celery app with the generate task bound to ``settings``."""
+    app = create_celery(settings)
+    # Loading a pipeline in a new pool process takes far longer than Celery's 4 s default.
+    app.conf.worker_proc_alive_timeout = 600
+    queues = served_queues(settings)
+
+    @app.task(name=GENERATE_TASK, ignore_result=True)
+    def generate(task_id: str) -> None:
+        run_generate(task_id, get_runtime(settings))
+
+    @worker_process_init.connect(weak=False)
+    def _load_models(**_: Any) -> None:
+        get_runtime(settings).preload(queues)
+
+    heartbeat: list[Heartbeat] = []
+
+    @worker_ready.connect(weak=False)
+    def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+        client = redis.Redis.from_url(settings.redis_url)
+        hostname = getattr(sender, "hostname", None) or socket.gethostname()
+        beat = Heartbeat(client, queues, hostname, settings.worker_heartbeat_seconds)
+        beat.start()
+        heartbeat.append(beat)
+        log.info("worker ready for %s", ", ".join(queues))
+
+    @worker_shutdown.connect(weak=False)
+    def _stop_heartbeat(**_: Any) -> None:
+        for beat in heartbeat:
+            beat.stop()
+
+    return app
+
+
+def worker_argv(settings: Settings, hostname: str) -> list[str]:
+    """The ``celery worker`` arguments synthgate runs with."""
+    return [
+        "worker",
+        "--queues",
+        ",".join(served_queues(settings)),
+        "--concurrency",
+        str(settings.worker_concurrency),
+        "--pool",
+        "prefork",
+        "--hostname",
+        hostname,
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]

@@ -1,0 +1,1 @@
+"""Image storage (local folder; S3 later)."""

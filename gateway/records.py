@@ -65,7 +65,7 @@ class TaskRecord:
         return cls(
             task_id=task_id,
             tenant=text("tenant") or "",
-            status=TaskStatus(text("status")),
+            status=TaskStatus(text("status") or TaskStatus.UNKNOWN.value),
             request=GenerationRequest.from_json(data[b"request"]),
             submit_ms=number("submit_ms") or 0,
             scheduled_ms=number("scheduled_ms"),

@@ -18,8 +18,8 @@ async def shared_secret(client: aioredis.Redis) -> bytes:
     """The signing secret all gateway replicas share, created on first use."""
     await client.set(keys.signing_secret(), secrets.token_hex(32), nx=True)
     value = await client.get(keys.signing_secret())
-    assert value is not None
-    return bytes(value)
+    assert value is not None, "the signing secret vanished between SET NX and GET"
+    return value if isinstance(value, bytes) else value.encode()
 
 
 class UrlSigner:

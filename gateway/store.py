@@ -96,8 +96,8 @@ class TaskStore:
 
     async def get(self, task_id: str, tenant: str) -> TaskRecord | None:
         """The record, or None when it does not exist or belongs to another tenant."""
-        data = await self._redis.hgetall(keys.task(task_id))
-        if not data or data.get(b"tenant", b"").decode() != tenant:
+        data: dict[bytes, bytes] = await self._redis.hgetall(keys.task(task_id))  # type: ignore[assignment]
+        if not data or data.get(b"tenant", b"") != tenant.encode():
             return None
         return TaskRecord.from_hash(task_id, data)
 
@@ -119,7 +119,7 @@ class TaskStore:
         previous = await self._cancel(keys=[keys.task(task_id)], args=[tenant, now_ms(), self._ttl])
         return TaskStatus(previous.decode())
 
-    async def list(
+    async def list_page(
         self,
         tenant: str,
         *,
@@ -132,7 +132,7 @@ class TaskStore:
     ) -> TaskPage:
         """A tenant's tasks submitted in [start, end], optionally filtered, newest first."""
         index = keys.tenant_tasks(tenant)
-        ids: list[bytes] = await self._redis.zrevrangebyscore(
+        ids: list[bytes] = await self._redis.zrevrangebyscore(  # type: ignore[assignment]
             index, end_ms if end_ms is not None else "+inf", start_ms or "-inf"
         )
         records, dead = await self._load_many([i.decode() for i in ids])

@@ -57,9 +57,15 @@ class KeyDirectory:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = await self._redis.hmget(keys.api_key(digest), ["tenant", "key_id"])
-        caller = Caller(tenant=row[0].decode(), key_id=row[1].decode()) if row[0] else None
+        tenant, key_id = await self._redis.hmget(keys.api_key(digest), ["tenant", "key_id"])
+        caller = Caller(tenant=_text(tenant), key_id=_text(key_id)) if tenant else None
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self._cache_seconds, caller)
         return caller
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

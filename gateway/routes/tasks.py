@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -113,7 +114,7 @@ async def list_tasks(
             wanted = TaskStatus(status.upper())
         except ValueError:
             raise InvalidParameter(f"Parameter 'status' has an unknown value {status!r}.") from None
-    result = await store.list(
+    result = await store.list_page(
         caller.tenant,
         start_ms=_parse_time("start_time", start_time),
         end_ms=_parse_time("end_time", end_time),
@@ -153,7 +154,8 @@ def _list_item(record: TaskRecord) -> dict[str, object]:
     }
 
 
-def _url_maker(record: TaskRecord, signer: UrlSigner, request: Request):  # type: ignore[no-untyped-def]
+def _url_maker(record: TaskRecord, signer: UrlSigner, request: Request) -> Callable[[str], str]:
+    """Signed URLs for the record's images, valid as long as the record lives."""
     ttl: int = request.app.state.settings.task_ttl_seconds
     expires = (record.end_ms or record.submit_ms) // 1000 + ttl
 

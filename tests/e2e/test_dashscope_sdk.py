@@ -83,3 +83,15 @@ def test_sdk_list_returns_own_tasks(sdk: Stack) -> None:
     assert listed.status_code == HTTPStatus.OK
     ids = [item["task_id"] for item in listed.output["data"]]
     assert rsp.output.task_id in ids
+
+
+def test_sdk_cancel_of_a_pending_task(sdk: Stack) -> None:
+    # A slow task keeps the one worker busy, so the next one stays PENDING until canceled.
+    slow = _call(n=1, size="1024*1024", steps=40)
+    waiting = _call(n=1, size="512*512", steps=1)
+    canceled = ImageSynthesis.cancel(waiting)
+    assert canceled.status_code == HTTPStatus.OK
+    assert ImageSynthesis.fetch(waiting).output.task_status == "CANCELED"
+    assert ImageSynthesis.wait(slow).output.task_status == "SUCCEEDED"
+    refused = ImageSynthesis.cancel(slow)
+    assert refused.status_code == 400 and refused.code == "UnsupportedOperation"

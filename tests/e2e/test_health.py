@@ -1,0 +1,16 @@
+"""Liveness and readiness of a live gateway."""
+
+from __future__ import annotations
+
+import httpx
+from conftest import Stack
+
+from gateway.catalog import LOCAL_QUEUES
+
+
+def test_healthz_and_readyz_report_redis_and_live_worker_pools(stack: Stack) -> None:
+    assert httpx.get(f"{stack.base_url}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.base_url}/readyz", timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["redis"] == "ok"
+    assert all(ready.json()["workers"][queue] >= 1 for queue in LOCAL_QUEUES)

@@ -1,0 +1,355 @@
+{{/*
+Names, labels and the pieces every synthgate pod shares.
+*/}}
+
+{{- define "synthgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "synthgate.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's resource name: (dict "root" $ "component" "gateway"). */}}
+{{- define "synthgate.componentName" -}}
+{{- printf "%s-%s" (include "synthgate.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The Deployment (and ScaledObject) name of a GPU pool: (dict "root" $ "pool" $pool). */}}
+{{- define "synthgate.gpuPoolName" -}}
+{{- printf "%s-worker-gpu-%s" (include "synthgate.fullname" .root) .pool.name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "synthgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: (dict "root" $ "component" "gateway"). */}}
+{{- define "synthgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "synthgate.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* All labels: (dict "root" $ "component" "gateway"). */}}
+{{- define "synthgate.labels" -}}
+{{ include "synthgate.selectorLabels" . }}
+app.kubernetes.io/part-of: synthgate
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ include "synthgate.chart" .root }}
+{{- end -}}
+
+{{/* An image reference: (dict "root" $ "image" .Values.images.synthgate). */}}
+{{- define "synthgate.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synthgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "synthgate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synthgate.secretName" -}}
+{{- printf "%s-secrets" (include "synthgate.fullname" .) -}}
+{{- end -}}
+
+{{- define "synthgate.configMapName" -}}
+{{- printf "%s-config" (include "synthgate.fullname" .) -}}
+{{- end -}}
+
+{{- define "synthgate.redisServiceName" -}}
+{{- include "synthgate.componentName" (dict "root" . "component" "redis") -}}
+{{- end -}}
+
+{{/* SYNTHGATE_REDIS_URL when the chart's Secret holds it (bundled Redis or externalRedis.url). */}}
+{{- define "synthgate.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- $auth := ternary (printf ":%s@" .Values.redis.password) "" (ne .Values.redis.password "") -}}
+{{- printf "redis://%s%s:6379/0" $auth (include "synthgate.redisServiceName" .) -}}
+{{- else -}}
+{{- .Values.externalRedis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The public base URL: config.publicUrl, else the Ingress host, else nothing. */}}
+{{- define "synthgate.publicUrl" -}}
+{{- $ingress := .Values.gateway.ingress -}}
+{{- if .Values.config.publicUrl -}}
+{{- .Values.config.publicUrl | trimSuffix "/" -}}
+{{- else if and $ingress.enabled $ingress.host -}}
+{{- printf "%s://%s" (ternary "https" "http" $ingress.tls.enabled) $ingress.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synthgate.s3CredentialsSet" -}}
+{{- $s3 := .Values.storage.s3 -}}
+{{- if and (eq .Values.storage.backend "s3") (or $s3.existingSecret $s3.accessKeyId) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "synthgate.upstreamKeySet" -}}
+{{- if or .Values.upstream.existingSecret .Values.upstream.apiKey -}}true{{- end -}}
+{{- end -}}
+
+{{- define "synthgate.adminTokenSet" -}}
+{{- if or .Values.admin.existingSecret .Values.admin.token -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Secret environment of a synthgate container, each variable from a Secret key:
+(dict "root" $ "upstreamKey" bool "adminToken" bool). Least privilege: only the
+upstream worker gets the upstream key, only the gateway the admin token.
+*/}}
+{{- define "synthgate.secretEnv" -}}
+{{- $root := .root -}}
+{{- $chartSecret := include "synthgate.secretName" $root -}}
+- name: SYNTHGATE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      {{- if and $root.Values.externalRedis.existingSecret (not $root.Values.redis.enabled) }}
+      name: {{ $root.Values.externalRedis.existingSecret }}
+      key: {{ $root.Values.externalRedis.existingSecretKey }}
+      {{- else }}
+      name: {{ $chartSecret }}
+      key: redis-url
+      {{- end }}
+{{- if include "synthgate.s3CredentialsSet" $root }}
+{{- $s3 := $root.Values.storage.s3 }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret | default $chartSecret }}
+      key: {{ ternary $s3.accessKeyIdKey "aws-access-key-id" (ne $s3.existingSecret "") }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret | default $chartSecret }}
+      key: {{ ternary $s3.secretAccessKeyKey "aws-secret-access-key" (ne $s3.existingSecret "") }}
+{{- end }}
+{{- if and .upstreamKey (include "synthgate.upstreamKeySet" $root) }}
+{{- $upstream := $root.Values.upstream }}
+- name: SYNTHGATE_UPSTREAM_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $upstream.existingSecret | default $chartSecret }}
+      key: {{ ternary $upstream.existingSecretKey "upstream-api-key" (ne $upstream.existingSecret "") }}
+{{- end }}
+{{- if and .adminToken (include "synthgate.adminTokenSet" $root) }}
+{{- $admin := $root.Values.admin }}
+- name: SYNTHGATE_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $admin.existingSecret | default $chartSecret }}
+      key: {{ ternary $admin.existingSecretKey "admin-token" (ne $admin.existingSecret "") }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations that roll the pods when the chart's settings or secrets change. */}}
+{{- define "synthgate.checksumAnnotations" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmaps/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ include (print .Template.BasePath "/secrets/secret.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/* Pod-level fields every synthgate pod shares. */}}
+{{- define "synthgate.podCommon" -}}
+serviceAccountName: {{ include "synthgate.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every synthgate pod has: a writable /tmp, and the local image store. */}}
+{{- define "synthgate.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if eq .Values.storage.backend "local" }}
+- name: storage
+  persistentVolumeClaim:
+    claimName: {{ .Values.storage.local.existingClaim }}
+{{- end }}
+{{- end -}}
+
+{{- define "synthgate.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if eq .Values.storage.backend "local" }}
+- name: storage
+  mountPath: {{ .Values.storage.local.mountPath }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A GPU pool with the shared workers.gpu keys filled in: (dict "root" $ "pool" $entry "out" $dict).
+The result is written into "out" (a template cannot return a dict). A pool's own key
+replaces the shared one, even when false or zero; keda is merged key by key.
+*/}}
+{{- define "synthgate.resolveGpuPool" -}}
+{{- $shared := .root.Values.workers.gpu -}}
+{{- $pool := .pool -}}
+{{- $out := .out -}}
+{{- range $key := list "device" "gpuResourceName" "replicas" "terminationGracePeriodSeconds" "shmSize" "strategy" "extraEnv" "resources" "podAnnotations" "nodeSelector" "tolerations" "affinity" "priorityClassName" -}}
+{{- $_ := set $out $key (ternary (get $pool $key) (get $shared $key) (hasKey $pool $key)) -}}
+{{- end -}}
+{{- $keda := deepCopy $shared.keda -}}
+{{- range $key, $value := ($pool.keda | default dict) -}}
+{{- $_ := set $keda $key $value -}}
+{{- end -}}
+{{- $_ := set $out "keda" $keda -}}
+{{- $_ := set $out "name" $pool.name -}}
+{{- $_ := set $out "kind" $pool.kind -}}
+{{- $_ := set $out "queue" ($pool.queue | default (printf "gpu.%s" $pool.kind)) -}}
+{{- $_ := set $out "weights" $pool.weights -}}
+{{- end -}}
+
+{{/* Every GPU pool, resolved, as a list in (dict "root" $ "out" (dict)) under "pools". */}}
+{{- define "synthgate.resolveGpuPools" -}}
+{{- $pools := list -}}
+{{- range $entry := .root.Values.workers.gpu.pools -}}
+{{- $pool := dict -}}
+{{- $_ := include "synthgate.resolveGpuPool" (dict "root" $.root "pool" $entry "out" $pool) -}}
+{{- $pools = append $pools $pool -}}
+{{- end -}}
+{{- $_ := set .out "pools" $pools -}}
+{{- end -}}
+
+{{/* "true" when any worker has a KEDA ScaledObject. */}}
+{{- define "synthgate.kedaEnabled" -}}
+{{- $resolved := dict -}}
+{{- $_ := include "synthgate.resolveGpuPools" (dict "root" . "out" $resolved) -}}
+{{- $enabled := and .Values.workers.upstream.enabled .Values.workers.upstream.keda.enabled -}}
+{{- range $resolved.pools -}}
+{{- if .keda.enabled }}{{ $enabled = true }}{{ end -}}
+{{- end -}}
+{{- if $enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+How KEDA reaches Redis, written into (dict "root" $ "out" $dict): address, databaseIndex,
+enableTLS, and the Secret keys of the password and username ("passwordName"/"passwordKey",
+"usernameName"/"usernameKey"), or none. KEDA runs in its own namespace, so a bare host name
+is qualified with the release namespace.
+*/}}
+{{- define "synthgate.resolveKedaRedis" -}}
+{{- $root := .root -}}
+{{- $out := .out -}}
+{{- $cfg := $root.Values.keda.redis -}}
+{{- $chartSecret := include "synthgate.secretName" $root -}}
+{{- $address := "" -}}
+{{- $db := 0 -}}
+{{- $tls := false -}}
+{{- if $root.Values.redis.enabled -}}
+{{- $address = printf "%s.%s.svc:6379" (include "synthgate.redisServiceName" $root) $root.Release.Namespace -}}
+{{- if $root.Values.redis.password -}}
+{{- $_ := set $out "passwordName" $chartSecret -}}
+{{- $_ := set $out "passwordKey" "redis-password" -}}
+{{- end -}}
+{{- else if not $root.Values.externalRedis.existingSecret -}}
+{{- $url := urlParse $root.Values.externalRedis.url -}}
+{{- if eq $url.scheme "unix" -}}
+{{- fail "KEDA cannot read queue lengths over a unix:// Redis URL; set keda.redis.address" -}}
+{{- end -}}
+{{- $host := $url.hostname -}}
+{{- if not (contains "." $host) -}}
+{{- $host = printf "%s.%s.svc" $host $root.Release.Namespace -}}
+{{- end -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default "6379" -}}
+{{- $address = printf "%s:%s" $host $port -}}
+{{- $db = trimPrefix "/" $url.path | default "0" | int -}}
+{{- $tls = eq $url.scheme "rediss" -}}
+{{- if contains ":" $url.userinfo -}}
+{{- $user := index (splitList ":" $url.userinfo) 0 -}}
+{{- $_ := set $out "passwordName" $chartSecret -}}
+{{- $_ := set $out "passwordKey" "keda-redis-password" -}}
+{{- if $user -}}
+{{- $_ := set $out "usernameName" $chartSecret -}}
+{{- $_ := set $out "usernameKey" "keda-redis-username" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $cfg.address -}}{{- $address = $cfg.address -}}{{- end -}}
+{{- if not (kindIs "invalid" $cfg.databaseIndex) -}}{{- $db = $cfg.databaseIndex -}}{{- end -}}
+{{- if not (kindIs "invalid" $cfg.enableTLS) -}}{{- $tls = $cfg.enableTLS -}}{{- end -}}
+{{- if $cfg.passwordSecret.name -}}
+{{- $_ := set $out "passwordName" $cfg.passwordSecret.name -}}
+{{- $_ := set $out "passwordKey" $cfg.passwordSecret.key -}}
+{{- $_ := unset $out "usernameName" -}}
+{{- end -}}
+{{- $_ := set $out "address" (required "keda.redis.address is required when a worker uses KEDA with externalRedis.existingSecret" $address) -}}
+{{- $_ := set $out "databaseIndex" (int $db) -}}
+{{- $_ := set $out "enableTLS" $tls -}}
+{{- end -}}
+
+{{/* The user and password in externalRedis.url, for KEDA: (dict "root" $ "part" 0|1). */}}
+{{- define "synthgate.externalRedisUserinfo" -}}
+{{- $userinfo := (urlParse .root.Values.externalRedis.url).userinfo -}}
+{{- if contains ":" $userinfo -}}
+{{- index (splitList ":" $userinfo) .part -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of the KEDA TriggerAuthentication for Redis. */}}
+{{- define "synthgate.kedaAuthName" -}}
+{{- include "synthgate.componentName" (dict "root" . "component" "keda-redis") -}}
+{{- end -}}
+
+{{/*
+A worker's KEDA ScaledObject: (dict "root" $ "name" deployment "component" c "queue" q "keda" cfg).
+*/}}
+{{- define "synthgate.scaledObject" -}}
+{{- $redis := dict -}}
+{{- $_ := include "synthgate.resolveKedaRedis" (dict "root" .root "out" $redis) -}}
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "synthgate.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  pollingInterval: {{ .keda.pollingInterval }}
+  cooldownPeriod: {{ .keda.cooldownPeriod }}
+  minReplicaCount: {{ .keda.minReplicaCount }}
+  maxReplicaCount: {{ .keda.maxReplicaCount }}
+  {{- with .keda.behavior }}
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        {{- toYaml . | nindent 8 }}
+  {{- end }}
+  triggers:
+    - type: redis
+      metadata:
+        address: {{ $redis.address | quote }}
+        listName: {{ .queue | quote }}
+        listLength: {{ .keda.listLength | quote }}
+        activationListLength: {{ .keda.activationListLength | quote }}
+        databaseIndex: {{ $redis.databaseIndex | quote }}
+        enableTLS: {{ $redis.enableTLS | quote }}
+      {{- if $redis.passwordName }}
+      authenticationRef:
+        name: {{ include "synthgate.kedaAuthName" .root }}
+      {{- end }}
+{{- end -}}

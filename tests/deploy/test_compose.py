@@ -1,0 +1,129 @@
+"""deploy/compose.yaml, read as YAML (no engine here): the one-host stack and its safety nets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+COMPOSE_FILE = DEPLOY / "compose.yaml"
+SYNTHGATE = ("gateway", "worker-upstream", "worker-gpu")
+WORKERS = ("worker-upstream", "worker-gpu")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())  # resolves the <<: merge keys
+    services: dict[str, dict[str, Any]] = compose["services"]
+    return services
+
+
+def seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+
+
+def test_the_stack_has_redis_minio_the_gateway_and_both_workers(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert set(services) == {"redis", "minio", "minio-bucket", *SYNTHGATE}
+    assert services["gateway"]["command"] == ["serve"]
+    for name in WORKERS:
+        assert services[name]["command"] == ["worker"]
+    assert services["worker-upstream"]["environment"]["SYNTHGATE_WORKER_QUEUES"] == "upstream"
+    assert services["worker-gpu"]["environment"]["SYNTHGATE_WORKER_QUEUES"] == "gpu.sdxl"
+
+
+def test_redis_keeps_an_append_only_file_and_never_evicts(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    redis = services["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync everysec" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert "--dir /data" in command
+    assert "redis-data:/data" in redis["volumes"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis  # reachable only inside the compose network
+
+
+def test_synthgate_containers_are_locked_down_and_wait_for_their_dependencies(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in SYNTHGATE:
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "/tmp" in service["tmpfs"], name
+        assert "user" not in service and "privileged" not in service, name
+        assert service["depends_on"] == {
+            "redis": {"condition": "service_healthy"},
+            "minio-bucket": {"condition": "service_completed_successfully"},
+        }, name
+        assert service["environment"]["SYNTHGATE_REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["SYNTHGATE_STORAGE"] == "s3"
+    assert services["minio-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+
+
+def test_healthchecks_probe_what_each_service_serves(services: dict[str, dict[str, Any]]) -> None:
+    assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    gateway_check = " ".join(services["gateway"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/readyz" in gateway_check
+    for name in WORKERS:  # the image's HEALTHCHECK is the gateway's
+        assert services[name]["healthcheck"] == {"disable": True}
+
+
+def test_workers_get_a_warm_shutdown_longer_than_a_task_but_shorter_than_redelivery(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in WORKERS:
+        grace = seconds(services[name]["stop_grace_period"])
+        visibility = int(services[name]["environment"]["SYNTHGATE_VISIBILITY_TIMEOUT_SECONDS"])
+        assert 600 <= grace < visibility, name
+    assert seconds(services["gateway"]["stop_grace_period"]) <= 60
+
+
+def test_gpu_worker_reserves_one_gpu_and_reads_weights_read_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["worker-gpu"]
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    environment = worker["environment"]
+    assert environment["SYNTHGATE_WORKER_CONCURRENCY"] == "1"
+    assert environment["SYNTHGATE_DEVICE"] == "cuda"
+    (weights,) = worker["volumes"]
+    assert weights.endswith(f":{environment['SYNTHGATE_SDXL_WEIGHTS_DIR']}:ro")
+    assert "/home/synthgate/.cache" in worker["tmpfs"]
+    assert worker["build"]["dockerfile"] == "deploy/gpu-worker.Dockerfile"
+
+
+def test_images_are_pinned_and_builds_use_the_deploy_dockerfiles(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        tag = service["image"].partition(":")[2]
+        assert tag and tag != "latest", name
+        if "build" in service:
+            context = (COMPOSE_FILE.parent / service["build"]["context"]).resolve()
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+    assert services["worker-upstream"]["image"] == services["gateway"]["image"]
+
+
+def test_secrets_come_from_the_environment_and_every_variable_is_in_the_example() -> None:
+    text = COMPOSE_FILE.read_text()
+    compose = yaml.safe_load(text)
+    environment = compose["services"]["gateway"]["environment"]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SYNTHGATE_ADMIN_TOKEN"):
+        assert environment[name].startswith("${"), name
+    assert "${MINIO_ROOT_PASSWORD:?" in text  # required: no default password
+    variables = set(re.findall(r"\$\{(\w+)", text))
+    example = (DEPLOY / ".env.example").read_text()
+    documented = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
+    assert variables - documented == set()

@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError
+from gateway.image_urls import open_presigner
 from gateway.queueing import create_celery
 from gateway.responses import JsonResponse, RequestIdMiddleware, reply
 from gateway.routes import files, health, tasks
@@ -35,8 +37,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis = client
         app.state.store = TaskStore(client, settings.task_ttl_seconds)
         app.state.keys = KeyDirectory(client)
-        app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
-        app.state.celery = create_celery(settings)
+        if settings.storage == "s3":
+            app.state.image_urls = await open_presigner(settings)
+        else:
+            app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
+            app.state.image_urls = app.state.signer
+        app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
         if settings.dev_api_key:
             await app.state.keys.register(settings.dev_tenant, settings.dev_api_key, "dev")
             log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
@@ -48,7 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(tasks.router)
-    app.include_router(files.router)
+    if settings.storage == "local":  # S3 images are downloaded from S3 itself
+        app.include_router(files.router)
     app.include_router(health.router)
     _install_error_handlers(app)
     return app

@@ -46,3 +46,5 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 LOCAL_QUEUES: tuple[str, ...] = tuple(sorted({spec.queue for spec in MODELS.values()}))
+
+UPSTREAM_QUEUE = "upstream"

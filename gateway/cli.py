@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from gateway.catalog import MODELS, UPSTREAM_QUEUE
+from gateway.retention import add_storage_commands
 from gateway.settings import Settings, SettingsError
 from gateway.tenants import generate_api_key
 
@@ -43,31 +45,51 @@ def serve(settings: Settings) -> None:
 def worker(settings: Settings) -> None:
     """One Celery worker for the local pools (imports the worker code only here)."""
     from workers.celery_app import create_worker_app, worker_argv
+    from workers.storage import check_storage
 
+    check_storage(settings)
     app = create_worker_app(settings)
     app.worker_main(worker_argv(settings, f"synthgate@{socket.gethostname()}-{os.getpid()}"))
 
 
 def run(settings: Settings) -> None:
-    """Gateway and one worker together, with a dev tenant: the one-machine stack."""
+    """Gateway and its workers together, with a dev tenant: the one-machine stack."""
     from gateway.localredis import ensure_redis
 
     redis_process = ensure_redis(settings.redis_url)
     if not settings.dev_api_key:
         settings = settings.model_copy(update={"dev_api_key": generate_api_key()})
-    env = {**os.environ, "SYNTHGATE_REDIS_URL": settings.redis_url}
-    worker_process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=env)
+    children = [_spawn_worker(settings, queues) for queues in _worker_pools(settings)]
     _print_welcome(settings)
     try:
         serve(settings)
     finally:
-        for child in (worker_process, redis_process):
+        for child in [*children, redis_process]:
             if child is not None and child.poll() is None:
                 child.send_signal(signal.SIGTERM)
                 try:
                     child.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     child.kill()
+
+
+def _worker_pools(settings: Settings) -> list[str]:
+    """One worker for the local pools the routes use, one for upstream if any route uses it."""
+    routes = {model: settings.route(model) for model in MODELS}
+    local = sorted({MODELS[m].queue for m, route in routes.items() if route != "upstream"})
+    pools = [",".join(local)] if local else []
+    if any(route != "local" for route in routes.values()):
+        pools.append(UPSTREAM_QUEUE)
+    return pools
+
+
+def _spawn_worker(settings: Settings, queues: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SYNTHGATE_REDIS_URL": settings.redis_url,
+        "SYNTHGATE_WORKER_QUEUES": queues,
+    }
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=env)
 
 
 def _print_welcome(settings: Settings) -> None:
@@ -94,20 +116,70 @@ curl:
     )
 
 
-COMMANDS = {"serve": serve, "worker": worker, "run": run}
+def simulate_upstream(args: argparse.Namespace) -> None:
+    """The DashScope protocol simulator (needs no settings, Redis or key)."""
+    import uvicorn
+
+    from workers.simulator.app import SimConfig, create_simulator_app
+
+    config = SimConfig(
+        latency_seconds=args.latency,
+        latency_distribution=args.latency_distribution,
+        latency_jitter=args.jitter,
+        rate_429=args.rate_429,
+        retry_after_seconds=args.retry_after,
+        rate_5xx=args.rate_5xx,
+        rate_hang=args.rate_hang,
+        rate_malformed=args.rate_malformed,
+        api_key=args.api_key,
+    )
+    print(f"DashScope simulator on http://{args.host}:{args.port}/api/v1", flush=True)
+    uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, log_level="warning")
+
+
+def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = sub.add_parser("simulate-upstream", help="serve a DashScope protocol simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8100)
+    sim.add_argument("--latency", type=float, default=2.0, help="mean seconds per task")
+    sim.add_argument(
+        "--latency-distribution", choices=["fixed", "uniform", "exponential"], default="uniform"
+    )
+    sim.add_argument("--jitter", type=float, default=0.1, help="uniform: +- this fraction")
+    sim.add_argument("--rate-429", type=float, default=0.0, help="share of requests throttled")
+    sim.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a 429 (s)")
+    sim.add_argument("--rate-5xx", type=float, default=0.0, help="share of requests failing 500")
+    sim.add_argument("--rate-hang", type=float, default=0.0, help="share of requests hanging")
+    sim.add_argument("--rate-malformed", type=float, default=0.0, help="share of broken JSON")
+    sim.add_argument("--api-key", default="", help="accept only this key (default: any)")
+    sim.set_defaults(handler=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="the gateway").set_defaults(handler=serve)
+    sub.add_parser("worker", help="one Celery worker").set_defaults(handler=worker)
+    sub.add_parser("run", help="gateway + worker (+ Redis) on one machine").set_defaults(
+        handler=run
+    )
+    _simulator_parser(sub)
+    add_storage_commands(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="synthgate", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS), help="what to start")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.handler is None:
+        simulate_upstream(args)
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"synthgate: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
-    COMMANDS[args.command](settings)
+    args.handler(settings)
     return 0
 
 

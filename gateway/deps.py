@@ -8,6 +8,7 @@ import orjson
 from fastapi import Depends, Request
 
 from gateway.errors import InvalidApiKey, InvalidParameter, TooLarge
+from gateway.image_urls import ImageUrls
 from gateway.settings import Settings
 from gateway.signing import UrlSigner
 from gateway.store import TaskStore
@@ -22,6 +23,11 @@ def _settings(request: Request) -> Settings:
 def _store(request: Request) -> TaskStore:
     store: TaskStore = request.app.state.store
     return store
+
+
+def _image_urls(request: Request) -> ImageUrls:
+    urls: ImageUrls = request.app.state.image_urls
+    return urls
 
 
 def _signer(request: Request) -> UrlSigner:
@@ -62,5 +68,6 @@ async def _json_body(request: Request) -> object:
 AppSettings = Annotated[Settings, Depends(_settings)]
 Store = Annotated[TaskStore, Depends(_store)]
 Signer = Annotated[UrlSigner, Depends(_signer)]
+Links = Annotated[ImageUrls, Depends(_image_urls)]
 CurrentCaller = Annotated[Caller, Depends(_caller)]
 JsonBody = Annotated[object, Depends(_json_body)]

@@ -25,10 +25,6 @@ def signing_secret() -> str:
     return f"{PREFIX}:signing-secret"
 
 
-def worker_heartbeat(pool: str, hostname: str) -> str:
-    """String with a TTL: a live worker serving ``pool``."""
-    return f"{PREFIX}:worker:{pool}:{hostname}"
-
-
-def worker_heartbeat_pattern(pool: str) -> str:
-    return f"{PREFIX}:worker:{pool}:*"
+def pool_workers(pool: str) -> str:
+    """Sorted set: workers serving ``pool``, scored by when their heartbeat expires (ms)."""
+    return f"{PREFIX}:workers:{pool}"

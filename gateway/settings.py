@@ -5,15 +5,26 @@ Built once at start-up (``Settings.from_env()``) and handed down; never at impor
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Device = Literal["auto", "cpu", "cuda"]
+StorageKind = Literal["local", "s3"]
+AddressingStyle = Literal["auto", "path", "virtual"]
+Route = Literal["local", "upstream", "both"]
 
 
 class SettingsError(Exception):
@@ -30,6 +41,20 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""
     storage_dir: Path = Path("var/storage")
+    # Images: a local folder (one machine) or an S3-compatible bucket (see README "S3 storage").
+    storage: StorageKind = "local"
+    s3_bucket: str = Field(default="", validate_default=True)
+    s3_endpoint_url: str = ""  # empty: AWS S3 itself
+    s3_public_endpoint_url: str = ""  # the host clients download from, when not the internal one
+    s3_region: str = "us-east-1"
+    s3_addressing_style: AddressingStyle = "auto"
+    s3_create_bucket: bool = False
+    storage_retries: int = Field(default=4, ge=0, le=20)
+    storage_backoff_seconds: float = Field(default=0.5, gt=0)
+    storage_backoff_max_seconds: float = Field(default=8.0, gt=0)
+    storage_timeout_seconds: float = Field(default=10.0, gt=0)
+    storage_upload_concurrency: int = Field(default=16, ge=1, le=256)
+    storage_sweep_interval_seconds: float = Field(default=3_600.0, gt=0)
     dev_api_key: str = ""
     dev_tenant: str = "dev"
 
@@ -39,12 +64,31 @@ class Settings(BaseSettings):
     device: Device = "auto"
 
     task_ttl_seconds: int = Field(default=86_400, ge=60)
+    storage_retention_days: int = Field(default=0, ge=0)  # 0: the record's life, rounded up
     max_body_bytes: int = Field(default=65_536, ge=1024)
     log_level: LogLevel = "INFO"
     worker_concurrency: int = Field(default=1, ge=1, le=64)
     worker_queues: str = ""
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
     visibility_timeout_seconds: int = Field(default=7_200, ge=60)
+
+    # Routing: model -> "local" (GPU pool), "upstream" (DashScope), or "both" (local,
+    # spilling over to upstream when the local queue holds more than spillover_queue_depth).
+    routes: dict[str, Route] = Field(default_factory=dict)
+    spillover_queue_depth: int = Field(default=8, ge=0)
+
+    # The upstream DashScope service.
+    upstream_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
+    upstream_api_key: SecretStr = SecretStr("")
+    upstream_max_inflight: int = Field(default=256, ge=1, le=4096)
+    upstream_max_connections: int = Field(default=16, ge=1, le=1024)
+    upstream_deadline_seconds: float = Field(default=900.0, gt=0)
+    upstream_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    upstream_poll_initial_seconds: float = Field(default=1.0, gt=0)
+    upstream_poll_max_seconds: float = Field(default=5.0, gt=0)
+    upstream_retry_max_seconds: float = Field(default=30.0, gt=0)
+    upstream_result_hosts: str = "*.aliyuncs.com"
+    upstream_result_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
     @field_validator("redis_url")
     @classmethod
@@ -53,12 +97,47 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("public_url")
+    @field_validator("public_url", "s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod
     def _public_url_scheme(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _upstream_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("routes")
+    @classmethod
+    def _known_models(cls, value: dict[str, Route]) -> dict[str, Route]:
+        from gateway.catalog import MODELS
+
+        unknown = sorted(set(value) - set(MODELS))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; known: {sorted(MODELS)}")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_for_s3(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("storage") == "s3" and not value.strip():
+            raise ValueError("is required when SYNTHGATE_STORAGE=s3")
+        return value.strip()
+
+    @field_validator("storage_retention_days")
+    @classmethod
+    def _retention_outlives_records(cls, value: int, info: ValidationInfo) -> int:
+        ttl = info.data.get("task_ttl_seconds")
+        if value and ttl is not None and value * 86_400 < ttl:
+            raise ValueError(
+                f"{value} days is shorter than SYNTHGATE_TASK_TTL_SECONDS ({ttl} s): "
+                "image URLs would outlive their images"
+            )
+        return value
 
     @field_validator("sd15_weights_dir", "sdxl_weights_dir")
     @classmethod
@@ -85,6 +164,18 @@ class Settings(BaseSettings):
                 field = ".".join(str(part) for part in error["loc"]) or "settings"
                 problems.append(f"SYNTHGATE_{field.upper()}: {error['msg']}")
             raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+    def route(self, model: str) -> Route:
+        """Where ``model``'s tasks go (``local`` unless configured)."""
+        return self.routes.get(model, "local")
+
+    def result_hosts(self) -> tuple[str, ...]:
+        """Host patterns (fnmatch) that upstream result URLs may point to."""
+        return tuple(h.strip().lower() for h in self.upstream_result_hosts.split(",") if h.strip())
+
+    def retention_days(self) -> int:
+        """Days an image is kept; S3 lifecycle rules count whole days, so the TTL rounds up."""
+        return self.storage_retention_days or max(1, math.ceil(self.task_ttl_seconds / 86_400))
 
     def weights_dirs(self) -> dict[str, Path | None]:
         """Weights folder per local pipeline kind (None: tiny random demo weights)."""

@@ -30,8 +30,9 @@ if status ~= 'PENDING' and status ~= 'RUNNING' then return {status, 0} end
 redis.call('HSET', KEYS[1], 'status', 'RUNNING')
 redis.call('HSETNX', KEYS[1], 'scheduled_ms', ARGV[1])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-local row = redis.call('HMGET', KEYS[1], 'request', 'tenant', 'submit_ms')
-return {status, attempts, row[1], row[2], row[3]}
+local row = redis.call('HMGET', KEYS[1], 'request', 'tenant', 'submit_ms', 'scheduled_ms',
+                      'pool', 'upstream_task_id')
+return {status, attempts, row[1], row[2], row[3], row[4], row[5] or '', row[6] or ''}
 """
 
 _FINISH = """
@@ -39,6 +40,12 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'end_ms', ARGV[2], 'results', ARGV[3],
            'code', ARGV[4], 'message', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+_ANNOTATE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
@@ -73,8 +80,8 @@ class TaskStore:
         self._ttl = ttl_seconds
         self._cancel = client.register_script(_CANCEL)
 
-    async def create(self, task_id: str, tenant: str, request: GenerationRequest) -> int:
-        """Write a PENDING record and index it; returns the submit time (ms)."""
+    async def create(self, task_id: str, tenant: str, request: GenerationRequest, pool: str) -> int:
+        """Write a PENDING record for ``pool`` and index it; returns the submit time (ms)."""
         submitted = now_ms()
         index = keys.tenant_tasks(tenant)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -84,6 +91,7 @@ class TaskStore:
                     "tenant": tenant,
                     "status": TaskStatus.PENDING.value,
                     "model": request.model,
+                    "pool": pool,
                     "request": request.to_json(),
                     "submit_ms": submitted,
                 },
@@ -167,11 +175,15 @@ class TaskStore:
 class Claim:
     """What a worker learns when it claims a task."""
 
+    task_id: str
     previous: TaskStatus
     attempts: int
     request: GenerationRequest | None = None
     tenant: str = ""
     submit_ms: int = 0
+    scheduled_ms: int = 0
+    pool: str = ""
+    upstream_task_id: str = ""
 
     @property
     def runnable(self) -> bool:
@@ -186,6 +198,7 @@ class WorkerTaskStore:
         self._ttl = ttl_seconds
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._annotate = client.register_script(_ANNOTATE)
 
     def claim(self, task_id: str) -> Claim | None:
         """PENDING (or RUNNING, on redelivery) → RUNNING. None when the record is gone."""
@@ -194,14 +207,22 @@ class WorkerTaskStore:
             return None
         previous = TaskStatus(reply[0].decode())
         if len(reply) < 4:
-            return Claim(previous=previous, attempts=0)
+            return Claim(task_id=task_id, previous=previous, attempts=0)
         return Claim(
+            task_id=task_id,
             previous=previous,
             attempts=int(reply[1]),
             request=GenerationRequest.from_json(reply[2]),
             tenant=reply[3].decode(),
             submit_ms=int(reply[4]),
+            scheduled_ms=int(reply[5]),
+            pool=reply[6].decode(),
+            upstream_task_id=reply[7].decode(),
         )
+
+    def annotate(self, task_id: str, field: str, value: str) -> bool:
+        """Set one field of a RUNNING task (e.g. the upstream task id, to resume after a crash)."""
+        return bool(self._annotate(keys=[keys.task(task_id)], args=[field, value]))
 
     def finish(
         self,

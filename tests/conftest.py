@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
-from fixtures.processes import (
-    RedisServer,
-    SynthgateProcess,
-    free_port,
-    wait_http_ok,
-    wait_until,
-)
+from fixtures.processes import RedisServer
+from fixtures.s3 import AWS_ENV, MotoServer, s3_env
+from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
+from fixtures.stack import Stack, start_stack
+from fixtures.tenants import register_tenant
 
-from gateway import keys
-from gateway.catalog import LOCAL_QUEUES
-from gateway.tenants import KeyDirectory, generate_api_key
+from gateway.catalog import LOCAL_QUEUES, MODELS
 
 
 @pytest.fixture(scope="session")
@@ -42,64 +36,16 @@ def demo_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-@dataclass
-class Stack:
-    """A running gateway + worker on a private Redis."""
-
-    base_url: str
-    api_key: str
-    redis: RedisServer
-    storage_dir: Path
-    gateway: SynthgateProcess
-    worker: SynthgateProcess
-
-    @property
-    def api(self) -> str:
-        return f"{self.base_url}/api/v1"
-
-    def headers(self, api_key: str | None = None, async_: bool = True) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {api_key or self.api_key}"}
-        if async_:
-            headers["X-DashScope-Async"] = "enable"
-        return headers
-
-    def workers_alive(self) -> bool:
-        client = self.redis.client()
-        return all(
-            any(True for _ in client.scan_iter(match=keys.worker_heartbeat_pattern(q)))
-            for q in LOCAL_QUEUES
-        )
-
-
 @pytest.fixture(scope="session")
 def stack(
     redis_server: RedisServer, demo_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    port = free_port()
-    storage = tmp_path_factory.mktemp("storage")
-    logs = tmp_path_factory.mktemp("logs")
-    api_key = generate_api_key()
-    env = {
-        "SYNTHGATE_REDIS_URL": redis_server.url,
-        "SYNTHGATE_PORT": str(port),
-        "SYNTHGATE_STORAGE_DIR": str(storage),
-        "SYNTHGATE_DEV_API_KEY": api_key,
-        "SYNTHGATE_DEMO_WEIGHTS_DIR": str(demo_weights_dir),
-        "SYNTHGATE_WORKER_HEARTBEAT_SECONDS": "0.5",
-        "SYNTHGATE_LOG_LEVEL": "INFO",
-    }
-    gateway = SynthgateProcess("serve", env, logs / "gateway.log")
-    worker = SynthgateProcess("worker", env, logs / "worker.log")
-    gateway.start()
-    worker.start()
-    running = Stack(f"http://127.0.0.1:{port}", api_key, redis_server, storage, gateway, worker)
-    try:
-        wait_http_ok(f"{running.base_url}/healthz", gateway)
-        wait_until(running.workers_alive, 120, "worker heartbeats")
+    """Gateway + one worker for the local GPU pools (tiny demo pipelines on the CPU)."""
+    env = {"SYNTHGATE_DEMO_WEIGHTS_DIR": str(demo_weights_dir)}
+    with start_stack(
+        redis_server, tmp_path_factory.mktemp("stack"), env, [",".join(LOCAL_QUEUES)]
+    ) as running:
         yield running
-    finally:
-        worker.stop()
-        gateway.stop()
 
 
 @pytest.fixture
@@ -113,14 +59,103 @@ def new_tenant(redis_server: RedisServer) -> Callable[..., str]:
     """Make a tenant (named, or a fresh random name) with one new key; returns the key."""
 
     def make(name: str | None = None) -> str:
-        key = generate_api_key()
-
-        async def register() -> None:
-            client = aioredis.Redis.from_url(redis_server.url)
-            await KeyDirectory(client).register(name or "t-" + secrets.token_hex(4), key)
-            await client.aclose()
-
-        asyncio.run(register())
-        return key
+        return register_tenant(redis_server.url, name or "t-" + secrets.token_hex(4))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    sim = SimulatorProcess(
+        tmp_path_factory.mktemp("sim") / "simulator.log",
+        "--latency",
+        "0.3",
+        "--api-key",
+        UPSTREAM_KEY,
+    )
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_stack(
+    redis_server: RedisServer,
+    simulator: SimulatorProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """Gateway + one upstream worker; every model routed to the simulator."""
+    env = {
+        "SYNTHGATE_ROUTES": json.dumps({model: "upstream" for model in MODELS}),
+        "SYNTHGATE_UPSTREAM_BASE_URL": simulator.api,
+        "SYNTHGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",
+        "SYNTHGATE_UPSTREAM_DEADLINE_SECONDS": "8",
+        "SYNTHGATE_UPSTREAM_REQUEST_TIMEOUT_SECONDS": "2",
+        "SYNTHGATE_UPSTREAM_RETRY_MAX_SECONDS": "0.5",
+        "SYNTHGATE_UPSTREAM_POLL_INITIAL_SECONDS": "0.3",
+        "SYNTHGATE_UPSTREAM_POLL_MAX_SECONDS": "0.5",
+        "SYNTHGATE_UPSTREAM_RESULT_MAX_BYTES": str(4 * 1024 * 1024),
+        "SYNTHGATE_UPSTREAM_MAX_INFLIGHT": "32",
+    }
+    with start_stack(redis_server, tmp_path_factory.mktemp("up"), env, ["upstream"]) as running:
+        yield running
+
+
+@pytest.fixture
+def upstream(upstream_stack: Stack, simulator: SimulatorProcess) -> Iterator[Stack]:
+    """The upstream stack, with the simulator's faults reset after the test."""
+    yield upstream_stack
+    simulator.reset()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    server.start()
+    server.create_bucket()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """moto, running with the test bucket after the test whatever the test did to it."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    yield moto_server
+    moto_server.thaw()
+    if not moto_server.answers():
+        moto_server.restart()
+    moto_server.create_bucket()
+
+
+# Small retry budget for the S3 stack: 6 retries, backoff 0.4 s doubling to 1.6 s, with
+# equal jitter: an outage shorter than 3.8 s is always ridden out (time enough to restart
+# moto on a busy machine), one longer than 7.6 s never.
+S3_RETRY_ENV = {
+    "SYNTHGATE_STORAGE_RETRIES": "6",
+    "SYNTHGATE_STORAGE_BACKOFF_SECONDS": "0.4",
+    "SYNTHGATE_STORAGE_BACKOFF_MAX_SECONDS": "1.6",
+    "SYNTHGATE_STORAGE_TIMEOUT_SECONDS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_stack(
+    moto_server: MotoServer, demo_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Gateway + an SD1.5 worker storing in moto, on a Redis of its own (so that the local
+    stack's worker, which serves the same queues, never takes its tasks)."""
+    redis = RedisServer(tmp_path_factory.mktemp("s3-redis"))
+    redis.start()
+    env = {
+        **s3_env(moto_server),
+        **S3_RETRY_ENV,
+        "SYNTHGATE_DEMO_WEIGHTS_DIR": str(demo_weights_dir),
+    }
+    try:
+        with start_stack(redis, tmp_path_factory.mktemp("s3"), env, ["gpu.sd15"]) as running:
+            yield running
+    finally:
+        redis.stop()

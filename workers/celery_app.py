@@ -10,21 +10,15 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from gateway.catalog import LOCAL_QUEUES
+from gateway.catalog import UPSTREAM_QUEUE
 from gateway.queueing import GENERATE_TASK, create_celery
 from gateway.settings import Settings
 from workers.generate import run_generate
 from workers.heartbeat import Heartbeat
-from workers.runtime import get_runtime
+from workers.runtime import get_runtime, served_queues
+from workers.storage.sweep import sweep_while_running
 
 log = logging.getLogger("synthgate.worker")
-
-
-def served_queues(settings: Settings) -> list[str]:
-    """The pools this worker consumes: ``SYNTHGATE_WORKER_QUEUES``, or every local pool."""
-    if settings.worker_queues.strip():
-        return [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
-    return list(LOCAL_QUEUES)
 
 
 def create_worker_app(settings: Settings) -> Celery:
@@ -33,6 +27,7 @@ def create_worker_app(settings: Settings) -> Celery:
     # Loading a pipeline in a new pool process takes far longer than Celery's 4 s default.
     app.conf.worker_proc_alive_timeout = 600
     queues = served_queues(settings)
+    sweep_while_running(settings)
 
     @app.task(name=GENERATE_TASK, ignore_result=True)
     def generate(task_id: str) -> None:
@@ -40,7 +35,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
     @worker_process_init.connect(weak=False)
     def _load_models(**_: Any) -> None:
-        get_runtime(settings).preload(queues)
+        get_runtime(settings).preload()
 
     heartbeat: list[Heartbeat] = []
 
@@ -62,15 +57,30 @@ def create_worker_app(settings: Settings) -> Celery:
 
 
 def worker_argv(settings: Settings, hostname: str) -> list[str]:
-    """The ``celery worker`` arguments synthgate runs with."""
+    """The ``celery worker`` arguments synthgate runs with.
+
+    GPU pools: prefork, one process per GPU (``worker_concurrency``). The upstream pool
+    only waits on HTTP, so it runs ``upstream_max_inflight`` threads in one process.
+    """
+    queues = served_queues(settings)
+    if UPSTREAM_QUEUE in queues and len(queues) > 1:
+        raise SystemExit(
+            "synthgate: run the upstream pool in a worker of its own "
+            f"(SYNTHGATE_WORKER_QUEUES={UPSTREAM_QUEUE}), not with {queues}"
+        )
+    upstream = queues == [UPSTREAM_QUEUE]
     return [
         "worker",
         "--queues",
-        ",".join(served_queues(settings)),
+        ",".join(queues),
         "--concurrency",
-        str(settings.worker_concurrency),
+        str(settings.upstream_max_inflight if upstream else settings.worker_concurrency),
         "--pool",
-        "prefork",
+        "threads" if upstream else "prefork",
+        # Upstream threads take the next message from the worker's own buffer the moment they
+        # free up; with prefetch == threads, each freed slot waits for a broker round trip.
+        "--prefetch-multiplier",
+        "2" if upstream else "1",
         "--hostname",
         hostname,
         "--loglevel",

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway.catalog import MODELS
 from gateway.jobs import ImageOutcome, image_key
 from gateway.records import TaskStatus
 from gateway.store import Claim
+from workers.backends import TaskFailed
 from workers.runtime import WorkerRuntime
+from workers.storage import StorageError
 
 log = logging.getLogger("synthgate.worker")
+
+STORAGE_CODE = "InternalError.Storage"
+STORAGE_MESSAGE = "The images could not be stored; please retry the task."
 
 
 def run_generate(task_id: str, runtime: WorkerRuntime) -> TaskStatus | None:
@@ -26,7 +30,15 @@ def run_generate(task_id: str, runtime: WorkerRuntime) -> TaskStatus | None:
     started = time.perf_counter()
     try:
         results = _make_and_store(task_id, claim, runtime)
-    except Exception as exc:  # a crash in the pipeline fails this task, not the worker
+    except StorageError as exc:
+        log.error("task %s: its images could not be stored: %s", task_id, exc)
+        runtime.store.finish(task_id, TaskStatus.FAILED, [], STORAGE_CODE, STORAGE_MESSAGE)
+        return TaskStatus.FAILED
+    except TaskFailed as failure:
+        log.info("task %s failed: %s", task_id, failure.code)
+        runtime.store.finish(task_id, TaskStatus.FAILED, [], failure.code, failure.message)
+        return TaskStatus.FAILED
+    except Exception as exc:  # a crash in a backend fails this task, not the worker
         log.exception("task %s failed", task_id)
         runtime.store.finish(task_id, TaskStatus.FAILED, [], "InternalError.Algo", _describe(exc))
         return TaskStatus.FAILED
@@ -43,26 +55,16 @@ def run_generate(task_id: str, runtime: WorkerRuntime) -> TaskStatus | None:
 
 
 def _make_and_store(task_id: str, claim: Claim, runtime: WorkerRuntime) -> list[dict[str, str]]:
-    assert claim.request is not None
-    request = claim.request
-    outcomes = runtime.backend.generate(MODELS[request.model].kind, request)
-    results: list[dict[str, str]] = []
-    for outcome in sorted(outcomes, key=lambda o: o.index):
-        results.append(_store_one(task_id, claim.tenant, claim.submit_ms, outcome, runtime))
-    return results
+    outcomes = sorted(runtime.backend_for(claim.pool).generate(claim), key=lambda o: o.index)
+    keys = {o.index: image_key(claim.tenant, task_id, o.index, claim.submit_ms) for o in outcomes}
+    # All or none: a task never lists an image that is not stored whole.
+    runtime.uploader.put_all({keys[o.index]: o.png for o in outcomes if o.png is not None})
+    return [_result(outcome, keys[outcome.index]) for outcome in outcomes]
 
 
-def _store_one(
-    task_id: str, tenant: str, submit_ms: int, outcome: ImageOutcome, runtime: WorkerRuntime
-) -> dict[str, str]:
+def _result(outcome: ImageOutcome, key: str) -> dict[str, str]:
     if outcome.png is None:
         return {"code": outcome.code or "InternalError.Algo", "message": outcome.message or ""}
-    key = image_key(tenant, task_id, outcome.index, submit_ms)
-    try:
-        runtime.storage.put(key, outcome.png)
-    except OSError as exc:
-        log.error("task %s: storing image %d failed: %s", task_id, outcome.index, exc)
-        return {"code": "InternalError.Storage", "message": "The image could not be stored."}
     return {"key": key}
 
 

@@ -1,10 +1,15 @@
-"""Worker heartbeats in Redis: the gateway's readiness (and tests) see which pools are served."""
+"""Worker heartbeats in Redis: the gateway's readiness (and tests) see which pools are served.
+
+Each pool has one sorted set of its workers, scored by when each heartbeat
+expires, so "is anyone serving this pool" is one ZCOUNT, however big Redis is.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+import time
 
 import redis
 
@@ -13,14 +18,20 @@ from gateway import keys
 log = logging.getLogger("synthgate.worker")
 
 
+def live_workers(client: redis.Redis, pool: str) -> int:
+    """How many workers of ``pool`` have a heartbeat that has not expired."""
+    return int(client.zcount(keys.pool_workers(pool), time.time() * 1000, "+inf"))
+
+
 class Heartbeat:
-    """Refreshes one short-lived key per served pool until stopped."""
+    """Refreshes this worker's entry in each served pool until stopped."""
 
     def __init__(
         self, client: redis.Redis, pools: list[str], hostname: str, interval: float
     ) -> None:
         self._redis = client
-        self._keys = [keys.worker_heartbeat(pool, hostname) for pool in pools]
+        self._pools = [keys.pool_workers(pool) for pool in pools]
+        self._hostname = hostname
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="synthgate-heartbeat", daemon=True)
@@ -29,12 +40,13 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
-        ttl = max(1, int(self._interval * 3))
         while not self._stop.is_set():
+            now = time.time() * 1000
             try:
                 with self._redis.pipeline(transaction=False) as pipe:
-                    for key in self._keys:
-                        pipe.set(key, "1", ex=ttl)
+                    for key in self._pools:
+                        pipe.zadd(key, {self._hostname: now + self._interval * 3000})
+                        pipe.zremrangebyscore(key, "-inf", now - 3_600_000)  # long-dead workers
                     pipe.execute()
             except redis.RedisError as exc:  # Redis restarting: keep beating, it comes back
                 log.warning("heartbeat failed: %s", exc)
@@ -44,4 +56,5 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
         with contextlib.suppress(redis.RedisError):
-            self._redis.delete(*self._keys)
+            for key in self._pools:
+                self._redis.zrem(key, self._hostname)

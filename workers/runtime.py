@@ -1,4 +1,4 @@
-"""What a worker process holds: its status-store client, storage and backend.
+"""What a worker process holds: its status-store client, storage and one backend per pool.
 
 Built once per worker process (after the fork, so no connection or model is
 shared across processes) and kept in an explicit process-level slot.
@@ -7,47 +7,101 @@ shared across processes) and kept in an explicit process-level slot.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import redis
 
-from gateway.catalog import MODELS
+from gateway.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from gateway.jobs import ImageOutcome
 from gateway.settings import Settings
-from gateway.store import WorkerTaskStore
+from gateway.store import Claim, WorkerTaskStore
+from workers.backends import Backend
 from workers.backends.diffusion import DiffusersBackend
-from workers.storage.local import LocalStorage
+from workers.storage import Storage, build_storage
+from workers.storage.uploads import Backoff, Uploader
 
 log = logging.getLogger("synthgate.worker")
+
+
+def served_queues(settings: Settings) -> list[str]:
+    """The pools this worker consumes: ``SYNTHGATE_WORKER_QUEUES``, or every local pool."""
+    if settings.worker_queues.strip():
+        return [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
+    return list(LOCAL_QUEUES)
+
+
+class LocalBackend:
+    """The diffusers backend, fed claimed tasks of the local GPU pools."""
+
+    def __init__(self, diffusers: DiffusersBackend) -> None:
+        self.diffusers = diffusers
+
+    def generate(self, claim: Claim) -> list[ImageOutcome]:
+        assert claim.request is not None
+        return self.diffusers.generate(MODELS[claim.request.model].kind, claim.request)
+
+    def preload(self, queue: str) -> None:
+        """Load the pipelines of ``queue``'s models now, not in its first task."""
+        for spec in MODELS.values():
+            if spec.queue == queue:
+                log.info("loading %s pipeline", spec.kind)
+                self.diffusers.load(spec.kind)
 
 
 @dataclass
 class WorkerRuntime:
     settings: Settings
     store: WorkerTaskStore
-    storage: LocalStorage
-    backend: DiffusersBackend
+    storage: Storage
+    backends: dict[str, Backend] = field(default_factory=dict)
+    uploader: Uploader = field(init=False)
 
-    def preload(self, queues: list[str]) -> None:
-        """Load the pipelines of the pools this worker serves, before the first task."""
-        for kind in sorted({spec.kind for spec in MODELS.values() if spec.queue in queues}):
-            log.info("loading %s pipeline", kind)
-            self.backend.load(kind)
+    def __post_init__(self) -> None:
+        self.uploader = Uploader(
+            self.storage,
+            Backoff.from_settings(self.settings),
+            self.settings.storage_upload_concurrency,
+        )
+
+    def preload(self) -> None:
+        for pool, backend in self.backends.items():
+            if isinstance(backend, LocalBackend):
+                backend.preload(pool)
+
+    def backend_for(self, pool: str) -> Backend:
+        backend = self.backends.get(pool)
+        if backend is None:
+            raise LookupError(f"this worker does not serve the {pool!r} pool")
+        return backend
+
+
+def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
+    # A bounded pool: hundreds of upstream threads wait for a connection, not open hundreds.
+    pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=30)
+    store = WorkerTaskStore(redis.Redis(connection_pool=pool), settings.task_ttl_seconds)
+    runtime = WorkerRuntime(settings, store, build_storage(settings))
+    local = [q for q in queues if q in LOCAL_QUEUES]
+    if local:
+        diffusers = DiffusersBackend(
+            settings.weights_dirs(), settings.demo_weights_dir, settings.device
+        )
+        runtime.backends.update({queue: LocalBackend(diffusers) for queue in local})
+    if UPSTREAM_QUEUE in queues:
+        from workers.backends.upstream import UpstreamBackend
+
+        runtime.backends[UPSTREAM_QUEUE] = UpstreamBackend(settings, store)
+    return runtime
 
 
 _RUNTIME: WorkerRuntime | None = None  # process-level: one per worker process
+_RUNTIME_LOCK = threading.Lock()  # the threads pool may ask for it from many threads at once
 
 
 def get_runtime(settings: Settings) -> WorkerRuntime:
-    """This process's runtime, built on first use."""
+    """This process's runtime, built on first use for the pools it serves."""
     global _RUNTIME
-    if _RUNTIME is None:
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        _RUNTIME = WorkerRuntime(
-            settings=settings,
-            store=WorkerTaskStore(client, settings.task_ttl_seconds),
-            storage=LocalStorage(settings.storage_dir),
-            backend=DiffusersBackend(
-                settings.weights_dirs(), settings.demo_weights_dir, settings.device
-            ),
-        )
-    return _RUNTIME
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = build_runtime(settings, served_queues(settings))
+        return _RUNTIME

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request
 
 from gateway import keys
-from gateway.catalog import LOCAL_QUEUES
+from gateway.catalog import LOCAL_QUEUES, UPSTREAM_QUEUE
 from gateway.responses import JsonResponse
 
 router = APIRouter()
+
+POOLS = (*LOCAL_QUEUES, UPSTREAM_QUEUE)
 
 
 @router.get("/healthz")
@@ -25,10 +29,6 @@ async def readyz(request: Request) -> JsonResponse:
         await client.ping()
     except Exception as exc:  # any connection failure means "not ready", not a 500
         return JsonResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
-    pools = {}
-    for queue in LOCAL_QUEUES:
-        found = [
-            k async for k in client.scan_iter(match=keys.worker_heartbeat_pattern(queue), count=100)
-        ]
-        pools[queue] = len(found)
+    now_ms = time.time() * 1000
+    pools = {pool: await client.zcount(keys.pool_workers(pool), now_ms, "+inf") for pool in POOLS}
     return JsonResponse({"status": "ok", "redis": "ok", "workers": pools})

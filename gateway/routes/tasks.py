@@ -9,15 +9,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from gateway.catalog import MODELS
-from gateway.deps import CurrentCaller, JsonBody, Signer, Store
+from gateway.deps import CurrentCaller, JsonBody, Links, Store
 from gateway.errors import AccessDenied, InternalError, InvalidParameter, UnsupportedOperation
-from gateway.queueing import GENERATE_TASK
+from gateway.image_urls import ImageUrls
 from gateway.records import TaskRecord, TaskStatus, format_time
 from gateway.responses import JsonResponse, reply
-from gateway.signing import UrlSigner
 from gateway.validation import parse_submit
 
 router = APIRouter(prefix="/api/v1")
@@ -35,12 +32,11 @@ async def submit(
         )
     job = parse_submit(body)
     task_id = str(uuid.uuid4())
-    await store.create(task_id, caller.tenant, job)
-    celery = request.app.state.celery
+    dispatcher = request.app.state.dispatcher
+    queue = await dispatcher.queue_for(job.model)
+    await store.create(task_id, caller.tenant, job, queue)
     try:
-        await run_in_threadpool(
-            celery.send_task, GENERATE_TASK, args=[task_id], queue=MODELS[job.model].queue
-        )
+        await dispatcher.send(task_id, queue)
     except Exception as exc:  # the broker is down: the task must not sit PENDING forever
         await store.fail_unsent(task_id, "The task could not be queued.")
         raise InternalError("The task could not be queued; please retry.") from exc
@@ -49,12 +45,12 @@ async def submit(
 
 @router.get("/tasks/{task_id}")
 async def fetch(
-    request: Request, task_id: str, caller: CurrentCaller, store: Store, signer: Signer
+    request: Request, task_id: str, caller: CurrentCaller, store: Store, links: Links
 ) -> JsonResponse:
     record = await store.get(task_id, caller.tenant)
     if record is None:
         return reply(request, {"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
-    payload: dict[str, object] = {"output": record.output(_url_maker(record, signer, request))}
+    payload: dict[str, object] = {"output": record.output(_url_maker(record, links, request))}
     usage = record.usage()
     if usage is not None:
         payload["usage"] = usage
@@ -154,12 +150,12 @@ def _list_item(record: TaskRecord) -> dict[str, object]:
     }
 
 
-def _url_maker(record: TaskRecord, signer: UrlSigner, request: Request) -> Callable[[str], str]:
-    """Signed URLs for the record's images, valid as long as the record lives."""
+def _url_maker(record: TaskRecord, links: ImageUrls, request: Request) -> Callable[[str], str]:
+    """URLs for the record's images (signed or presigned), valid as long as the record lives."""
     ttl: int = request.app.state.settings.task_ttl_seconds
     expires = (record.end_ms or record.submit_ms) // 1000 + ttl
 
     def url_for(key: str) -> str:
-        return signer.url(key, expires)
+        return links.url(key, expires)
 
     return url_for

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack
+from fixtures.stack import Stack
 from fixtures.tasks import SUBMIT
 
 XL = "stable-diffusion-xl"

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import Stack
+from fixtures.stack import Stack
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 

@@ -12,8 +12,8 @@ from typing import Any
 import dashscope
 import pytest
 import requests
-from conftest import Stack
 from dashscope import ImageSynthesis
+from fixtures.stack import Stack
 from fixtures.tasks import png_size
 
 SAMPLE = Path(__file__).with_name("spec_sample.py")

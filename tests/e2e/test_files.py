@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 import redis.asyncio as aioredis
-from conftest import Stack
+from fixtures.stack import Stack
 from fixtures.tasks import body, png_size, run_task
 
 from gateway.signing import UrlSigner, shared_secret

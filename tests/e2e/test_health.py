@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import Stack
+from fixtures.stack import Stack
 
 from gateway.catalog import LOCAL_QUEUES
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from conftest import Stack
+from fixtures.stack import Stack
 from fixtures.tasks import SUBMIT, body, png_size, run_task, submit, wait_status
 from PIL import Image
 

@@ -8,13 +8,13 @@ import sys
 from fixtures.processes import ROOT
 
 
-def test_gateway_app_imports_no_torch_diffusers_or_workers() -> None:
+def test_gateway_app_imports_no_torch_diffusers_workers_or_boto3() -> None:
     code = (
         "import sys, gateway.app, gateway.cli\n"
         "from gateway.settings import Settings\n"
         "gateway.app.create_app(Settings())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'torch', 'diffusers', 'transformers', 'workers'})\n"
+        "{'torch', 'diffusers', 'transformers', 'workers', 'boto3', 'botocore'})\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

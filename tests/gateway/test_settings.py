@@ -26,6 +26,12 @@ def test_defaults_and_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SYNTHGATE_PUBLIC_URL", "ftp://x"),
         ("SYNTHGATE_LOG_LEVEL", "LOUD"),
         ("SYNTHGATE_SDXL_WEIGHTS_DIR", "/nonexistent/weights"),
+        ("SYNTHGATE_STORAGE", "ftp"),
+        ("SYNTHGATE_S3_ENDPOINT_URL", "minio:9000"),
+        ("SYNTHGATE_S3_PUBLIC_ENDPOINT_URL", "ftp://cdn"),
+        ("SYNTHGATE_S3_ADDRESSING_STYLE", "sideways"),
+        ("SYNTHGATE_STORAGE_RETRIES", "-1"),
+        ("SYNTHGATE_STORAGE_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_bad_values_fail_with_the_variable_name(

@@ -49,7 +49,7 @@ def test_create_writes_a_pending_record_with_a_ttl_and_indexes_it(
 
 
 async def _create_and_get(store: TaskStore, task_id: str, tenant: str):  # type: ignore[no-untyped-def]
-    await store.create(task_id, tenant, JOB)
+    await store.create(task_id, tenant, JOB, "gpu.sdxl")
     return await store.get(task_id, tenant)
 
 
@@ -57,7 +57,7 @@ def test_another_tenant_cannot_read_or_cancel(redis_server: RedisServer) -> None
     task_id = str(uuid.uuid4())
 
     async def scenario(store: TaskStore):  # type: ignore[no-untyped-def]
-        await store.create(task_id, "acme", JOB)
+        await store.create(task_id, "acme", JOB, "gpu.sdxl")
         return await store.get(task_id, "evil"), await store.cancel(task_id, "evil")
 
     assert _run(redis_server, scenario) == (None, TaskStatus.UNKNOWN)
@@ -67,7 +67,7 @@ def test_claim_finish_and_ttl_after_the_end(
     redis_server: RedisServer, sync_client: redis.Redis
 ) -> None:
     task_id = str(uuid.uuid4())
-    _run(redis_server, lambda s: s.create(task_id, "acme", JOB))
+    _run(redis_server, lambda s: s.create(task_id, "acme", JOB, "gpu.sdxl"))
     worker = WorkerTaskStore(sync_client, TTL)
     claim = worker.claim(task_id)
     assert claim is not None and claim.runnable and claim.previous is TaskStatus.PENDING
@@ -88,8 +88,8 @@ def test_cancel_wins_over_a_later_claim_and_claim_of_a_redelivery_counts_attempt
     canceled, redelivered = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def scenario(store: TaskStore):  # type: ignore[no-untyped-def]
-        await store.create(canceled, "acme", JOB)
-        await store.create(redelivered, "acme", JOB)
+        await store.create(canceled, "acme", JOB, "gpu.sdxl")
+        await store.create(redelivered, "acme", JOB, "gpu.sdxl")
         return await store.cancel(canceled, "acme"), await store.cancel(canceled, "acme")
 
     assert _run(redis_server, scenario) == (TaskStatus.PENDING, TaskStatus.CANCELED)
@@ -109,7 +109,7 @@ def test_concurrent_cancel_and_claim_have_exactly_one_winner(
         task_id = str(uuid.uuid4())
 
         async def race(store: TaskStore, task_id: str = task_id):  # type: ignore[no-untyped-def]
-            await store.create(task_id, "acme", JOB)
+            await store.create(task_id, "acme", JOB, "gpu.sdxl")
             loop = asyncio.get_running_loop()
             worker = WorkerTaskStore(redis.Redis.from_url(redis_server.url), TTL)
             claim = loop.run_in_executor(None, worker.claim, task_id)

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
-from conftest import Stack
+from fixtures.stack import Stack
 
 from gateway.jobs import GenerationRequest
 from gateway.records import TaskStatus
@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from gateway.store import TaskStore, WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
 from workers.generate import run_generate
-from workers.runtime import WorkerRuntime
+from workers.runtime import LocalBackend, WorkerRuntime
 from workers.storage.local import LocalStorage
 
 
@@ -51,7 +51,7 @@ def _runtime(
         settings=settings,
         store=WorkerTaskStore(stack.redis.client(), settings.task_ttl_seconds),
         storage=LocalStorage(tmp_path),
-        backend=backend,
+        backends={"gpu.sd15": LocalBackend(backend)},
     )
 
 
@@ -60,7 +60,7 @@ def _create(stack: Stack, tenant: str, job: GenerationRequest) -> str:
 
     async def create() -> None:
         client = aioredis.Redis.from_url(stack.redis.url)
-        await TaskStore(client, 3600).create(task_id, tenant, job)
+        await TaskStore(client, 3600).create(task_id, tenant, job, "gpu.sd15")
         await client.aclose()
 
     asyncio.run(create())

@@ -1,1 +1,25 @@
-"""Image generation backends (local diffusers, upstream DashScope)."""
+"""Image generation backends (local diffusers, upstream DashScope) and what they share."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.jobs import ImageOutcome
+from gateway.store import Claim
+
+
+class TaskFailed(Exception):
+    """The whole task failed; ``code`` and ``message`` go to the client as DashScope's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Backend(Protocol):
+    """Makes the images of one claimed task."""
+
+    def generate(self, claim: Claim) -> list[ImageOutcome]:
+        """One outcome per image; raise :class:`TaskFailed` when the task fails as a whole."""
+        ...

@@ -1,0 +1,47 @@
+"""Routing: local, upstream, and local with spill-over when the local queue is deep."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from fixtures.processes import RedisServer
+
+from gateway.dispatch import Dispatcher
+from gateway.queueing import create_celery
+from gateway.settings import Settings
+
+
+def _queue_for(redis_server: RedisServer, routes: dict[str, str], model: str, depth: int) -> str:
+    settings = Settings(redis_url=redis_server.url, routes=routes, spillover_queue_depth=3)  # type: ignore[arg-type]
+
+    async def decide() -> str:
+        client = aioredis.Redis.from_url(redis_server.url)
+        await client.delete("gpu.sdxl")
+        if depth:
+            await client.rpush("gpu.sdxl", *[b"message"] * depth)
+        try:
+            return await Dispatcher(create_celery(settings), client, settings).queue_for(model)
+        finally:
+            await client.delete("gpu.sdxl")
+            await client.aclose()
+
+    return asyncio.run(decide())
+
+
+def test_default_route_is_the_local_pool(redis_server: RedisServer) -> None:
+    assert _queue_for(redis_server, {}, "stable-diffusion-xl", 10) == "gpu.sdxl"
+    assert _queue_for(redis_server, {}, "stable-diffusion-v1.5", 0) == "gpu.sd15"
+
+
+def test_upstream_route_always_goes_upstream(redis_server: RedisServer) -> None:
+    routes = {"stable-diffusion-xl": "upstream"}
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 0) == "upstream"
+
+
+def test_both_spills_over_only_when_the_local_queue_is_deeper_than_the_threshold(
+    redis_server: RedisServer,
+) -> None:
+    routes = {"stable-diffusion-xl": "both"}
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 3) == "gpu.sdxl"
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 4) == "upstream"

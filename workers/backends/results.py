@@ -1,0 +1,94 @@
+"""Fetching the upstream's result images: only from allowed hosts, only images, only so big."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.jobs import ImageOutcome
+
+log = logging.getLogger("synthgate.worker.upstream")
+
+REJECTED = "InternalError.ResultRejected"
+UNAVAILABLE = "InternalError.ResultUnavailable"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultPolicy:
+    hosts: tuple[str, ...]  # fnmatch patterns, lower case
+    max_bytes: int
+    attempts: int = 3
+    timeout_seconds: float = 30.0
+
+
+class _Rejected(Exception):
+    pass
+
+
+class ResultFetcher:
+    """Downloads one result URL into an :class:`ImageOutcome` (PNG bytes or a coded failure)."""
+
+    def __init__(self, http: httpx.AsyncClient, policy: ResultPolicy) -> None:
+        self._http = http
+        self._policy = policy
+
+    async def fetch(self, index: int, url: str, deadline: float) -> ImageOutcome:
+        try:
+            self._check_url(url)
+        except _Rejected as exc:
+            return ImageOutcome(index, code=REJECTED, message=str(exc))
+        problem = "it could not be downloaded"
+        for attempt in range(self._policy.attempts):
+            try:
+                return ImageOutcome(index, png=await self._download(url, deadline))
+            except _Rejected as exc:
+                return ImageOutcome(index, code=REJECTED, message=str(exc))
+            except httpx.HTTPStatusError as exc:
+                problem = f"the upstream answered {exc.response.status_code}"
+                if exc.response.status_code < 500:
+                    break
+            except httpx.TransportError as exc:
+                problem = f"the download failed ({type(exc).__name__})"
+            if time.time() + 0.5 * 2**attempt >= deadline:
+                break
+            await asyncio.sleep(0.5 * 2**attempt)
+        log.warning("result %d from %s unavailable: %s", index, urlsplit(url).hostname, problem)
+        return ImageOutcome(
+            index, code=UNAVAILABLE, message=f"The result image is unavailable: {problem}."
+        )
+
+    def _check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise _Rejected("The result URL is not http(s).")
+        host = (parts.hostname or "").lower()
+        if not any(fnmatch.fnmatchcase(host, pattern) for pattern in self._policy.hosts):
+            raise _Rejected(f"The result host {host!r} is not in the allow-list.")
+
+    async def _download(self, url: str, deadline: float) -> bytes:
+        limit = self._policy.max_bytes
+        timeout = max(0.1, min(self._policy.timeout_seconds, deadline - time.time()))
+        request = self._http.stream("GET", url, timeout=timeout, follow_redirects=False)
+        async with request as response:
+            response.raise_for_status()
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if not kind.startswith("image/"):
+                raise _Rejected(f"The result is not an image (content type {kind or 'none'!r}).")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _Rejected(f"The result image is larger than {limit} bytes.")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _Rejected(f"The result image is larger than {limit} bytes.")
+        if not body.startswith(PNG_MAGIC):
+            raise _Rejected("The result image is not a PNG.")
+        return bytes(body)

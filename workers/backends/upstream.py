@@ -1,0 +1,202 @@
+"""The upstream backend: a task is made by DashScope itself, then copied into our storage.
+
+submit (async header) → remember the upstream task id in our record (a redelivered
+task resumes polling instead of paying twice) → poll ``GET /tasks/{id}`` until a
+final status → fetch each result URL → our storage. Polling adapts to the
+upstream's observed latency per model, so a task is seen finished soon after it
+finishes without hammering the upstream meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from gateway.jobs import GenerationRequest, ImageOutcome
+from gateway.settings import Settings
+from gateway.store import Claim, WorkerTaskStore
+from workers.backends import TaskFailed
+from workers.backends.eventloop import LoopThread
+from workers.backends.results import ResultFetcher, ResultPolicy
+from workers.backends.upstream_http import (
+    UPSTREAM_CODE,
+    RetryPolicy,
+    UpstreamClient,
+    sleep_until_or_fail,
+)
+
+log = logging.getLogger("synthgate.worker.upstream")
+
+SUBMIT_PATH = "/services/aigc/text2image/image-synthesis"
+FINAL = {"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"}
+
+
+def upstream_body(request: GenerationRequest) -> dict[str, Any]:
+    """Our client's parameters, as DashScope expects them."""
+    scale: float | int = int(request.scale) if request.scale.is_integer() else request.scale
+    return {
+        "model": request.model,
+        "input": {"prompt": request.prompt, "negative_prompt": request.negative_prompt},
+        "parameters": {
+            "size": request.size,
+            "n": request.n,
+            "steps": request.steps,
+            "scale": scale,
+            "seed": request.seed,
+        },
+    }
+
+
+class LatencyEstimate:
+    """Per-model moving average of how long upstream tasks take (seconds)."""
+
+    def __init__(self, initial: float) -> None:
+        self._initial = initial
+        self._values: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def expected(self, model: str) -> float:
+        return self._values.get(model, self._initial)
+
+    def observe(self, model: str, seconds: float) -> None:
+        with self._lock:
+            old = self._values.get(model)
+            self._values[model] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+
+class UpstreamBackend:
+    """Runs claimed tasks on DashScope (or anything speaking its protocol)."""
+
+    def __init__(self, settings: Settings, store: WorkerTaskStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._loop = LoopThread("synthgate-upstream-io")
+        http = self._loop.run(_client(settings))
+        self._http = http
+        self._client = UpstreamClient(
+            http,
+            settings.upstream_base_url,
+            settings.upstream_api_key.get_secret_value(),
+            RetryPolicy(max_seconds=settings.upstream_retry_max_seconds),
+        )
+        self._results = ResultFetcher(
+            http,
+            ResultPolicy(
+                hosts=settings.result_hosts(),
+                max_bytes=settings.upstream_result_max_bytes,
+                timeout_seconds=settings.upstream_request_timeout_seconds,
+            ),
+        )
+        self._latency = LatencyEstimate(settings.upstream_poll_initial_seconds)
+
+    def generate(self, claim: Claim) -> list[ImageOutcome]:
+        assert claim.request is not None
+        request = claim.request
+        deadline = claim.scheduled_ms / 1000 + self._settings.upstream_deadline_seconds
+        upstream_id = claim.upstream_task_id
+        if not upstream_id:
+            upstream_id = self._loop.run(self._submit(request, deadline))
+            self._store.annotate(claim.task_id, "upstream_task_id", upstream_id)
+        else:
+            log.info("task %s resumes upstream task %s", claim.task_id, upstream_id)
+        output = self._loop.run(self._wait(upstream_id, request.model, deadline))
+        status = output.get("task_status")
+        if status == "FAILED":
+            raise TaskFailed(
+                str(output.get("code") or UPSTREAM_CODE),
+                str(output.get("message") or "The upstream task failed."),
+            )
+        if status != "SUCCEEDED":
+            raise TaskFailed(UPSTREAM_CODE, f"The upstream service reports the task {status}.")
+        return self._loop.run(self._collect(output, request.n, deadline))
+
+    def close(self) -> None:
+        self._loop.run(self._http.aclose())
+        self._loop.stop()
+
+    async def _submit(self, request: GenerationRequest, deadline: float) -> str:
+        body = await self._client.call(
+            "POST",
+            SUBMIT_PATH,
+            deadline,
+            "accept the task",
+            json=upstream_body(request),
+            headers={"X-DashScope-Async": "enable"},
+        )
+        task_id = (body.get("output") or {}).get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskFailed(UPSTREAM_CODE, "The upstream service accepted the task without an id.")
+        return task_id
+
+    async def _wait(self, upstream_id: str, model: str, deadline: float) -> dict[str, Any]:
+        started = time.time()
+        expected = self._latency.expected(model)
+        # First look just after it is expected to be done: most tasks then need one poll.
+        delay = 1.02 * expected + 0.01
+        interval = max(0.1, 0.05 * expected)
+        while True:
+            await sleep_until_or_fail(delay, deadline, "finish the task")
+            body = await self._client.call(
+                "GET", f"/tasks/{upstream_id}", deadline, "report the task"
+            )
+            output = body.get("output") or {}
+            if output.get("task_status") in FINAL:
+                took = _reported_duration(output)
+                self._latency.observe(model, took if took is not None else time.time() - started)
+                return dict(output)
+            delay = interval
+            interval = min(interval * 1.5, self._settings.upstream_poll_max_seconds)
+
+    async def _collect(self, output: dict[str, Any], n: int, deadline: float) -> list[ImageOutcome]:
+        """One outcome per image; the n downloads run concurrently."""
+        results = output.get("results") or []
+        fetches = []
+        for index in range(n):
+            item = (
+                results[index] if index < len(results) and isinstance(results[index], dict) else {}
+            )
+            if isinstance(item.get("url"), str):
+                fetches.append(self._results.fetch(index, item["url"], deadline))
+            else:
+                fetches.append(_failed(index, item))
+        return list(await asyncio.gather(*fetches))
+
+
+def _reported_duration(output: dict[str, Any]) -> float | None:
+    """The upstream's own submit→end time: unbiased by our polling, unlike what we observe."""
+    try:
+        ends = [
+            datetime.strptime(str(output[name]), "%Y-%m-%d %H:%M:%S.%f")
+            for name in ("submit_time", "end_time")
+        ]
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, (ends[1] - ends[0]).total_seconds())
+
+
+async def _failed(index: int, item: dict[str, Any]) -> ImageOutcome:
+    return ImageOutcome(
+        index,
+        code=str(item.get("code") or UPSTREAM_CODE),
+        message=str(item.get("message") or "The upstream returned no image."),
+    )
+
+
+async def _client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled client, made on the loop that will use it.
+
+    Requests are short (submit, poll, download), so far fewer connections than tasks
+    in flight carry them; httpcore scans its whole pool on every request, so a pool
+    as large as the in-flight count costs more CPU than it saves waiting.
+    """
+    connections = settings.upstream_max_connections
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.upstream_request_timeout_seconds, connect=10.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )

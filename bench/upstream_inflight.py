@@ -1,9 +1,10 @@
 """How many upstream tasks one upstream worker process keeps in flight.
 
 Starts a private redis-server, the DashScope simulator (fixed latency) and ONE
-upstream worker process (Celery threads pool, ``--inflight`` threads), queues
-``--tasks`` tasks the way the gateway does (record + Celery message), and times
-them to their final status. The ideal throughput is inflight / latency.
+upstream worker process (Celery threads pool, ``--inflight`` threads), submits
+``--tasks`` tasks of one tenant the way the gateway does (the submit script: record,
+fair queue, fed into the Celery queue as workers claim tasks), and times them to
+their final status. The ideal throughput is inflight / latency.
 
     .venv/bin/python bench/upstream_inflight.py --tasks 1000 --latency 2 --inflight 256
 """
@@ -30,11 +31,13 @@ from fixtures.processes import RedisServer, SynthgateProcess, wait_until  # noqa
 from fixtures.simulator import SimulatorProcess  # noqa: E402
 
 from gateway import keys  # noqa: E402
-from gateway.dispatch import Dispatcher  # noqa: E402
+from gateway.accounts import Limits  # noqa: E402
+from gateway.directory import TenantDirectory  # noqa: E402
 from gateway.jobs import GenerationRequest  # noqa: E402
-from gateway.queueing import create_celery  # noqa: E402
+from gateway.queueing import create_celery, generate_message  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
-from gateway.store import TaskStore  # noqa: E402
+from gateway.submit import Submitter  # noqa: E402
+from gateway.tenants import KeyDirectory  # noqa: E402
 from workers.heartbeat import live_workers  # noqa: E402
 
 KEY = "sk-bench-upstream"
@@ -42,13 +45,16 @@ KEY = "sk-bench-upstream"
 
 async def enqueue(settings: Settings, count: int) -> list[str]:
     client = aioredis.Redis.from_url(settings.redis_url)
-    store = TaskStore(client, settings.task_ttl_seconds)
-    dispatcher = Dispatcher(create_celery(settings), client, settings)
+    _, key = await TenantDirectory(client).create("bench", Limits())
+    caller = await KeyDirectory(client).lookup(key.api_key)
+    assert caller is not None
+    submitter = Submitter(client, settings.feed_depth)
+    celery = create_celery(settings)
     ids = [str(uuid.uuid4()) for _ in range(count)]
     for i, task_id in enumerate(ids):
         job = GenerationRequest("stable-diffusion-xl", "a bench cat", "", 512, 512, 1, 20, 7.0, i)
-        await store.create(task_id, "bench", job, "upstream")
-        await dispatcher.send(task_id, "upstream")
+        message = generate_message(celery, task_id, "upstream")
+        await submitter.submit(caller, task_id, job, "upstream", message)
     await client.aclose()
     return ids
 

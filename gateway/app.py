@@ -11,15 +11,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.directory import TenantDirectory
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError
 from gateway.image_urls import open_presigner
+from gateway.logs import context_value
+from gateway.metrics import MetricsMiddleware, record_rejection
 from gateway.queueing import create_celery
+from gateway.readiness import Readiness
 from gateway.responses import JsonResponse, RequestIdMiddleware, reply
-from gateway.routes import files, health, tasks
+from gateway.routes import admin, files, health, metrics, tasks
 from gateway.settings import Settings
 from gateway.signing import UrlSigner, shared_secret
 from gateway.store import TaskStore
+from gateway.submit import Submitter
 from gateway.tenants import KeyDirectory
 
 log = logging.getLogger("synthgate.gateway")
@@ -36,15 +41,18 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.store = TaskStore(client, settings.task_ttl_seconds)
-        app.state.keys = KeyDirectory(client)
+        app.state.submitter = Submitter(client, settings.feed_depth)
+        app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
+        app.state.directory = TenantDirectory(client)
         if settings.storage == "s3":
             app.state.image_urls = await open_presigner(settings)
         else:
             app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
             app.state.image_urls = app.state.signer
         app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
+        app.state.readiness = Readiness(settings, client)
         if settings.dev_api_key:
-            await app.state.keys.register(settings.dev_tenant, settings.dev_api_key, "dev")
+            await app.state.directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
             log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
         try:
             yield
@@ -52,11 +60,15 @@ def create_app(settings: Settings) -> FastAPI:
             await client.aclose()
 
     app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(MetricsMiddleware)  # inside RequestIdMiddleware: it reads the id
     app.add_middleware(RequestIdMiddleware)
     app.include_router(tasks.router)
     if settings.storage == "local":  # S3 images are downloaded from S3 itself
         app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    if settings.admin_token.get_secret_value():  # no token: no admin API (404)
+        app.include_router(admin.router)
     _install_error_handlers(app)
     return app
 
@@ -64,7 +76,11 @@ def create_app(settings: Settings) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JsonResponse:
-        return reply(request, {"code": exc.code, "message": exc.message}, exc.status_code)
+        if exc.status_code in (403, 429):  # limits, quotas and access rules, per tenant
+            record_rejection(context_value("tenant"), exc.code)
+        response = reply(request, {"code": exc.code, "message": exc.message}, exc.status_code)
+        response.headers.update(exc.headers)  # Retry-After, X-RateLimit-*
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JsonResponse:

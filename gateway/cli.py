@@ -11,7 +11,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from gateway.admin_cli import COMMANDS as ADMIN_COMMANDS
+from gateway.admin_cli import add_admin_commands, run_admin_command
 from gateway.catalog import MODELS, UPSTREAM_QUEUE
+from gateway.logs import configure_logging
 from gateway.retention import add_storage_commands
 from gateway.settings import Settings, SettingsError
 from gateway.tenants import generate_api_key
@@ -20,11 +23,7 @@ log = logging.getLogger("synthgate")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings)
 
 
 def serve(settings: Settings) -> None:
@@ -38,12 +37,16 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through gateway.logs, as configured
         access_log=False,
     )
 
 
 def worker(settings: Settings) -> None:
     """One Celery worker for the local pools (imports the worker code only here)."""
+    from workers.metrics_http import serve_worker_metrics
+
+    serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
     from workers.celery_app import create_worker_app, worker_argv
     from workers.storage import check_storage
 
@@ -165,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _simulator_parser(sub)
     add_storage_commands(sub)
+    add_admin_commands(sub)
     return parser
 
 
@@ -179,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synthgate: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin_command(settings, args)
     args.handler(settings)
     return 0
 

@@ -9,9 +9,11 @@ from fastapi import Depends, Request
 
 from gateway.errors import InvalidApiKey, InvalidParameter, TooLarge
 from gateway.image_urls import ImageUrls
+from gateway.logs import bind
 from gateway.settings import Settings
 from gateway.signing import UrlSigner
 from gateway.store import TaskStore
+from gateway.submit import Submitter, tenant_disabled
 from gateway.tenants import Caller, KeyDirectory
 
 
@@ -44,7 +46,15 @@ async def _caller(request: Request) -> Caller:
     caller = await directory.lookup(token.strip())
     if caller is None:
         raise InvalidApiKey()
+    bind(tenant=caller.tenant)  # for the request's log lines, metrics and rejections
+    if not caller.enabled:
+        raise tenant_disabled(caller.tenant)
     return caller
+
+
+def _submitter(request: Request) -> Submitter:
+    submitter: Submitter = request.app.state.submitter
+    return submitter
 
 
 async def _json_body(request: Request) -> object:
@@ -67,6 +77,7 @@ async def _json_body(request: Request) -> object:
 
 AppSettings = Annotated[Settings, Depends(_settings)]
 Store = Annotated[TaskStore, Depends(_store)]
+Submissions = Annotated[Submitter, Depends(_submitter)]
 Signer = Annotated[UrlSigner, Depends(_signer)]
 Links = Annotated[ImageUrls, Depends(_image_urls)]
 CurrentCaller = Annotated[Caller, Depends(_caller)]

@@ -1,13 +1,13 @@
-"""Dispatch: which pool's queue a task goes to, and sending its Celery message there."""
+"""Dispatch: which pool a task goes to, and the Celery message that will run it there."""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 from celery import Celery
-from starlette.concurrency import run_in_threadpool
 
 from gateway.catalog import MODELS, UPSTREAM_QUEUE
-from gateway.queueing import GENERATE_TASK
+from gateway.queueing import generate_message
+from gateway.queues import pool_depth
 from gateway.settings import Settings
 
 
@@ -26,10 +26,11 @@ class Dispatcher:
             return local
         if route == "upstream":
             return UPSTREAM_QUEUE
-        # "both": Celery's Redis transport keeps a queue as a list named like the queue.
-        depth = await self._redis.llen(local)
+        # "both": what waits for the local pool, in its Celery queue and its fair queue.
+        depth = await pool_depth(self._redis, local)
         return UPSTREAM_QUEUE if depth > self._settings.spillover_queue_depth else local
 
-    async def send(self, task_id: str, queue: str) -> None:
-        """Queue the task's message (the message is only the task id; the record is the truth)."""
-        await run_in_threadpool(self._celery.send_task, GENERATE_TASK, args=[task_id], queue=queue)
+    def message(self, task_id: str, queue: str) -> bytes:
+        """The message that runs the task on ``queue`` (only the task id: the record is the
+        truth); the fair queue moves it into the Celery queue when the task's turn comes."""
+        return generate_message(self._celery, task_id, queue)

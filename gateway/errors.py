@@ -5,14 +5,20 @@
 ├── ``UnsupportedOperation``  400 UnsupportedOperation
 ├── ``InvalidApiKey``         401 InvalidApiKey
 ├── ``AccessDenied``          403 AccessDenied (and ``AccessDenied.Unpurchased``)
+├── ``NotFound``              404 NotFound
+├── ``Conflict``              409 Conflict
 ├── ``TooLarge``              413 BadRequest.TooLarge
+├── ``Throttling``            429 Throttling (``.RateQuota``, ``.AllocationQuota``)
 └── ``InternalError``         500 InternalError
 
 One handler (:func:`gateway.app.create_app`) turns each into
-``{"code", "message", "request_id"}``.
+``{"code", "message", "request_id"}``, with the error's ``headers`` (``Retry-After``,
+``X-RateLimit-*``) added to the response.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class ApiError(Exception):
@@ -21,9 +27,16 @@ class ApiError(Exception):
     status_code = 500
     code = "InternalError"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
         if code is not None:
             self.code = code
 
@@ -51,9 +64,24 @@ class AccessDenied(ApiError):
     code = "AccessDenied"
 
 
+class NotFound(ApiError):
+    status_code = 404
+    code = "NotFound"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "Conflict"
+
+
 class TooLarge(ApiError):
     status_code = 413
     code = "BadRequest.TooLarge"
+
+
+class Throttling(ApiError):
+    status_code = 429
+    code = "Throttling"
 
 
 class InternalError(ApiError):

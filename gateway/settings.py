@@ -20,8 +20,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.fairqueue import DEFAULT_DEPTH
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["auto", "json", "text"]
 Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 StorageKind = Literal["local", "s3"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 Route = Literal["local", "upstream", "both"]
@@ -57,19 +61,37 @@ class Settings(BaseSettings):
     storage_sweep_interval_seconds: float = Field(default=3_600.0, gt=0)
     dev_api_key: str = ""
     dev_tenant: str = "dev"
+    # Tenants (see README "Tenants and keys"): empty admin token = admin API off (404).
+    admin_token: SecretStr = SecretStr("")
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Fair queueing: tasks fed into a pool's Celery queue and not yet started, at most.
+    feed_depth: int = Field(default=DEFAULT_DEPTH, ge=1, le=10_000)
+    feed_interval_seconds: float = Field(default=2.0, gt=0)
+    reap_interval_seconds: float = Field(default=30.0, gt=0)
 
     sd15_weights_dir: Path | None = None
     sdxl_weights_dir: Path | None = None
     demo_weights_dir: Path = Path.home() / ".cache" / "synthgate" / "demo-weights"
     device: Device = "auto"
+    # GPU worker speed (README "GPU workers"); compile is CUDA-only and skipped on the CPU.
+    torch_compile: bool = True
+    compile_mode: CompileMode = "default"
+    channels_last: bool = True
+    fuse_qkv: bool = True
+    max_batch: int = Field(default=8, ge=1, le=64)  # images in one cross-request pipeline call
+    sdxl_vae_weights_dir: Path | None = None  # an fp16-safe SDXL VAE, e.g. sdxl-vae-fp16-fix
 
     task_ttl_seconds: int = Field(default=86_400, ge=60)
     storage_retention_days: int = Field(default=0, ge=0)  # 0: the record's life, rounded up
     max_body_bytes: int = Field(default=65_536, ge=1024)
     log_level: LogLevel = "INFO"
+    # "auto": JSON lines unless stderr is a terminal (see README "Observability").
+    log_format: LogFormat = "auto"
     worker_concurrency: int = Field(default=1, ge=1, le=64)
     worker_queues: str = ""
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Where a worker's main process serves Prometheus metrics; 0: not served.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     visibility_timeout_seconds: int = Field(default=7_200, ge=60)
 
     # Routing: model -> "local" (GPU pool), "upstream" (DashScope), or "both" (local,
@@ -144,6 +166,13 @@ class Settings(BaseSettings):
     def _weights_exist(cls, value: Path | None) -> Path | None:
         if value is not None and not (value / "model_index.json").is_file():
             raise ValueError(f"{value} is not a diffusers pipeline folder (no model_index.json)")
+        return value
+
+    @field_validator("sdxl_vae_weights_dir")
+    @classmethod
+    def _vae_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "config.json").is_file():
+            raise ValueError(f"{value} is not a diffusers VAE folder (no config.json)")
         return value
 
     @model_validator(mode="after")

@@ -1,4 +1,11 @@
-"""Tenants' API keys: stored only as SHA-256 hashes, looked up with a short in-process cache."""
+"""API keys → callers: keys are stored only as SHA-256 hashes, looked up with a short cache.
+
+The lookup is a hash-table read by the key's SHA-256, never a comparison of the key
+itself, so its timing says nothing about a guessed key. Each gateway caches a
+lookup (the key's tenant and whether the tenant is enabled) for ``cache_seconds``:
+a revoked key or a disabled tenant is refused by every replica within that time,
+and by every submit at once (the submit script checks both again in Redis).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,18 @@ from gateway import keys
 
 KEY_PREFIX = "sk-"
 
+_LOOKUP = (
+    keys.LUA
+    + """
+local row = redis.call('HMGET', KEYS[1], 'tenant', 'key_id')
+if not row[1] then return false end
+local enabled = redis.call('HGET', k_tenant(row[1]), 'enabled')
+if not enabled then return false end
+redis.call('HSET', k_key_info(row[2]), 'last_used_ms', ARGV[1])
+return {row[1], row[2], enabled}
+"""
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -20,6 +39,8 @@ class Caller:
 
     tenant: str
     key_id: str
+    key_hash: str
+    enabled: bool = True
 
 
 def generate_api_key() -> str:
@@ -33,39 +54,27 @@ def hash_api_key(api_key: str) -> str:
 
 
 class KeyDirectory:
-    """API key → tenant, with a positive/negative cache of ``cache_seconds``."""
+    """API key → caller, with a positive/negative cache of ``cache_seconds``."""
 
     def __init__(self, client: aioredis.Redis, cache_seconds: float = 5.0) -> None:
-        self._redis = client
+        self._lookup = client.register_script(_LOOKUP)
         self._cache_seconds = cache_seconds
         # Process-level cache: key hash → (expires at, caller or None).
         self._cache: dict[str, tuple[float, Caller | None]] = {}
 
-    async def register(self, tenant: str, api_key: str, key_id: str | None = None) -> Caller:
-        """Give ``tenant`` this key (idempotent)."""
-        digest = hash_api_key(api_key)
-        caller = Caller(tenant=tenant, key_id=key_id or digest[:12])
-        await self._redis.hset(
-            keys.api_key(digest), mapping={"tenant": tenant, "key_id": caller.key_id}
-        )
-        self._cache.pop(digest, None)
-        return caller
-
     async def lookup(self, api_key: str) -> Caller | None:
+        """The caller ``api_key`` stands for, or None for an unknown or revoked key."""
         digest = hash_api_key(api_key)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        tenant, key_id = await self._redis.hmget(keys.api_key(digest), ["tenant", "key_id"])
-        caller = Caller(tenant=_text(tenant), key_id=_text(key_id)) if tenant else None
+        row = await self._lookup(keys=[keys.api_key(digest)], args=[time.time_ns() // 1_000_000])
+        caller = None
+        if row:
+            tenant, key_id, enabled = (part.decode() for part in row)
+            caller = Caller(tenant, key_id, digest, enabled == "1")
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self._cache_seconds, caller)
         return caller
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value

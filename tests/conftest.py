@@ -6,13 +6,14 @@ import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from fixtures.processes import RedisServer
+from fixtures.processes import RedisServer, running_redis
 from fixtures.s3 import AWS_ENV, MotoServer, s3_env
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
-from fixtures.stack import Stack, start_stack
+from fixtures.stack import Gateways, Stack, start_gateways, start_stack
 from fixtures.tenants import register_tenant
 
 from gateway.catalog import LOCAL_QUEUES, MODELS
@@ -54,12 +55,24 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.fixture(scope="session")
+def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
+    """Two gateway processes sharing a Redis of their own (no worker: tasks stay PENDING),
+    with the admin API on."""
+    with (
+        running_redis(tmp_path_factory.mktemp("twin-redis")) as redis,
+        start_gateways(redis, tmp_path_factory.mktemp("twin"), 2, {}) as gateways,
+    ):
+        yield gateways
+
+
 @pytest.fixture
 def new_tenant(redis_server: RedisServer) -> Callable[..., str]:
-    """Make a tenant (named, or a fresh random name) with one new key; returns the key."""
+    """Make a tenant (named, or a fresh random name) with one new key and the given limits
+    (``rpm=...``, ``max_concurrent=...``, ...; default: none); returns the key."""
 
-    def make(name: str | None = None) -> str:
-        return register_tenant(redis_server.url, name or "t-" + secrets.token_hex(4))
+    def make(name: str | None = None, **limits: Any) -> str:
+        return register_tenant(redis_server.url, name or "t-" + secrets.token_hex(4), **limits)
 
     return make
 

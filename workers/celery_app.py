@@ -8,15 +8,17 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
 from gateway.catalog import UPSTREAM_QUEUE
+from gateway.logs import uses_json
 from gateway.queueing import GENERATE_TASK, create_celery
 from gateway.settings import Settings
 from workers.generate import run_generate
 from workers.heartbeat import Heartbeat
 from workers.runtime import get_runtime, served_queues
 from workers.storage.sweep import sweep_while_running
+from workers.upkeep import upkeep_while_running
 
 log = logging.getLogger("synthgate.worker")
 
@@ -28,6 +30,10 @@ def create_worker_app(settings: Settings) -> Celery:
     app.conf.worker_proc_alive_timeout = 600
     queues = served_queues(settings)
     sweep_while_running(settings)
+    upkeep_while_running(settings, queues)
+    # A receiver tells Celery that logging is configured (gateway.logs): it then adds no
+    # handler of its own and leaves stdout alone, in this process and in its children.
+    setup_logging.connect(_logging_is_configured, weak=False)
 
     @app.task(name=GENERATE_TASK, ignore_result=True)
     def generate(task_id: str) -> None:
@@ -56,6 +62,10 @@ def create_worker_app(settings: Settings) -> Celery:
     return app
 
 
+def _logging_is_configured(**_: Any) -> None:
+    """Logging was set up by ``synthgate worker`` before Celery started."""
+
+
 def worker_argv(settings: Settings, hostname: str) -> list[str]:
     """The ``celery worker`` arguments synthgate runs with.
 
@@ -70,6 +80,8 @@ def worker_argv(settings: Settings, hostname: str) -> list[str]:
         )
     upstream = queues == [UPSTREAM_QUEUE]
     return [
+        # Celery prints its start-up banner to stdout, which would break a JSON log stream.
+        *(["--quiet"] if uses_json(settings) else []),
         "worker",
         "--queues",
         ",".join(queues),

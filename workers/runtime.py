@@ -16,6 +16,7 @@ from gateway.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
 from gateway.jobs import ImageOutcome
 from gateway.settings import Settings
 from gateway.store import Claim, WorkerTaskStore
+from workers import metrics
 from workers.backends import Backend
 from workers.backends.diffusion import DiffusersBackend
 from workers.storage import Storage, build_storage
@@ -39,14 +40,31 @@ class LocalBackend:
 
     def generate(self, claim: Claim) -> list[ImageOutcome]:
         assert claim.request is not None
-        return self.diffusers.generate(MODELS[claim.request.model].kind, claim.request)
+        model = claim.request.model
+        return self.diffusers.generate(
+            MODELS[model].kind, claim.request, on_step=metrics.StepTimer(model)
+        )
 
     def preload(self, queue: str) -> None:
         """Load the pipelines of ``queue``'s models now, not in its first task."""
+        _route_library_logs()  # before loading: diffusers and transformers log on import
         for spec in MODELS.values():
             if spec.queue == queue:
                 log.info("loading %s pipeline", spec.kind)
                 self.diffusers.load(spec.kind)
+
+
+def _route_library_logs() -> None:
+    """diffusers and transformers write to stderr through handlers of their own, and draw
+    progress bars there while loading; send their records to the root logger instead, so
+    they come out in synthgate's log format, and draw no bars."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
 
 
 @dataclass
@@ -79,13 +97,15 @@ class WorkerRuntime:
 def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
     # A bounded pool: hundreds of upstream threads wait for a connection, not open hundreds.
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=30)
-    store = WorkerTaskStore(redis.Redis(connection_pool=pool), settings.task_ttl_seconds)
+    store = WorkerTaskStore(
+        redis.Redis(connection_pool=pool),
+        settings.task_ttl_seconds,
+        feed_depth=settings.feed_depth,
+    )
     runtime = WorkerRuntime(settings, store, build_storage(settings))
     local = [q for q in queues if q in LOCAL_QUEUES]
     if local:
-        diffusers = DiffusersBackend(
-            settings.weights_dirs(), settings.demo_weights_dir, settings.device
-        )
+        diffusers = DiffusersBackend.from_settings(settings)
         runtime.backends.update({queue: LocalBackend(diffusers) for queue in local})
     if UPSTREAM_QUEUE in queues:
         from workers.backends.upstream import UpstreamBackend

@@ -8,17 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from gateway.deps import AppSettings, Signer
-from gateway.errors import AccessDenied, ApiError
+from gateway.errors import AccessDenied, NotFound
 
 router = APIRouter()
 
 # Exactly the keys workers write: {tenant}/{yyyy-mm-dd}/{task_id}/{i}.png
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+/\d{4}-\d{2}-\d{2}/[0-9a-f-]{36}/\d+\.png$")
-
-
-class NotFound(ApiError):
-    status_code = 404
-    code = "NotFound"
 
 
 @router.get("/files/{key:path}")

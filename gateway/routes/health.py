@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
-from gateway import keys
-from gateway.catalog import LOCAL_QUEUES, UPSTREAM_QUEUE
+from gateway.readiness import Readiness, parse_exclude
 from gateway.responses import JsonResponse
 
 router = APIRouter()
-
-POOLS = (*LOCAL_QUEUES, UPSTREAM_QUEUE)
 
 
 @router.get("/healthz")
@@ -22,13 +19,14 @@ async def healthz() -> JsonResponse:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JsonResponse:
-    """Ready when Redis answers; reports which pools have a live worker."""
-    client = request.app.state.redis
-    try:
-        await client.ping()
-    except Exception as exc:  # any connection failure means "not ready", not a 500
-        return JsonResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
-    now_ms = time.time() * 1000
-    pools = {pool: await client.zcount(keys.pool_workers(pool), now_ms, "+inf") for pool in POOLS}
-    return JsonResponse({"status": "ok", "redis": "ok", "workers": pools})
+async def readyz(
+    request: Request, exclude: Annotated[list[str] | None, Query()] = None
+) -> JsonResponse:
+    """200 when Redis and storage answer and every routed pool has a live worker; else 503.
+
+    ``?exclude=workers`` (or ``storage``, ``redis``; repeated or comma-separated) leaves
+    checks out.
+    """
+    readiness: Readiness = request.app.state.readiness
+    ready, body = await readiness.report(parse_exclude(exclude or []))
+    return JsonResponse(body, status_code=200 if ready else 503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -10,21 +11,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.deps import CurrentCaller, JsonBody, Links, Store
-from gateway.errors import AccessDenied, InternalError, InvalidParameter, UnsupportedOperation
+from gateway.deps import CurrentCaller, JsonBody, Links, Store, Submissions
+from gateway.errors import AccessDenied, InvalidParameter, UnsupportedOperation
 from gateway.image_urls import ImageUrls
+from gateway.logs import bind
+from gateway.metrics import record_submit
 from gateway.records import TaskRecord, TaskStatus, format_time
 from gateway.responses import JsonResponse, reply
 from gateway.validation import parse_submit
 
 router = APIRouter(prefix="/api/v1")
 
+log = logging.getLogger("synthgate.gateway")
+
 
 @router.post("/services/aigc/text2image/image-synthesis")
 async def submit(
-    request: Request, caller: CurrentCaller, store: Store, body: JsonBody
+    request: Request, caller: CurrentCaller, submitter: Submissions, body: JsonBody
 ) -> JsonResponse:
-    """Validate, record a PENDING task, and queue it for the model's pool."""
+    """Validate, then (within the tenant's limits) record a PENDING task and queue it."""
     if request.headers.get("x-dashscope-async", "").strip().lower() != "enable":
         raise AccessDenied(
             "current user api does not support synchronous calls; "
@@ -32,15 +37,16 @@ async def submit(
         )
     job = parse_submit(body)
     task_id = str(uuid.uuid4())
+    bind(task_id=task_id, model=job.model)
     dispatcher = request.app.state.dispatcher
     queue = await dispatcher.queue_for(job.model)
-    await store.create(task_id, caller.tenant, job, queue)
-    try:
-        await dispatcher.send(task_id, queue)
-    except Exception as exc:  # the broker is down: the task must not sit PENDING forever
-        await store.fail_unsent(task_id, "The task could not be queued.")
-        raise InternalError("The task could not be queued; please retry.") from exc
-    return reply(request, {"output": {"task_id": task_id, "task_status": "PENDING"}})
+    message = dispatcher.message(task_id, queue)
+    accepted = await submitter.submit(caller, task_id, job, queue, message)
+    record_submit(caller.tenant, job.model, queue)
+    log.info("task %s submitted to %s", task_id, queue, extra={"pool": queue})
+    response = reply(request, {"output": {"task_id": task_id, "task_status": "PENDING"}})
+    response.headers.update(accepted.headers())
+    return response
 
 
 @router.get("/tasks/{task_id}")

@@ -20,6 +20,8 @@ from chart_manifests import (
     validate_manifest,
 )
 
+from gateway.keys import backlog
+
 GATEWAY = "sg-synthgate-gateway"
 UPSTREAM = "sg-synthgate-worker-upstream"
 CHART_SECRET = "sg-synthgate-secrets"
@@ -90,7 +92,9 @@ def test_gateway_probes_hit_healthz_and_readyz_on_the_port_it_binds(
     assert variables["SYNTHGATE_PORT"]["value"] == "8000"
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # Without the workers check: an idle pool scaled to zero must not take the gateway out.
+    probe = {"path": "/readyz?exclude=workers", "port": "http"}
+    assert gateway["readinessProbe"]["httpGet"] == probe
     service = sets["default"].get("Service", GATEWAY)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     pod_labels = sets["default"].get("Deployment", GATEWAY)["spec"]["template"]["metadata"]
@@ -167,16 +171,19 @@ def test_two_gpu_pools_each_get_a_deployment_and_a_scaled_object_on_their_queue(
         scaled = rendered.get("ScaledObject", name)["spec"]
         assert scaled["scaleTargetRef"]["name"] == name
         assert scaled["maxReplicaCount"] == max_replicas
-        (trigger,) = scaled["triggers"]
-        assert trigger["type"] == "redis"
-        assert trigger["metadata"] == {
-            "address": "redis.data.svc.cluster.local:6380",
-            "listName": queue,
-            "listLength": list_length,
-            "activationListLength": "0",
-            "databaseIndex": "2",
-            "enableTLS": "true",
-        }
+        # Waiting tasks are in the Celery queue and in the fair queue's backlog list.
+        assert [t["metadata"]["listName"] for t in scaled["triggers"]] == [queue, backlog(queue)]
+        for trigger in scaled["triggers"]:
+            assert trigger["type"] == "redis"
+            assert trigger["metadata"] == {
+                "address": "redis.data.svc.cluster.local:6380",
+                "listName": trigger["metadata"]["listName"],
+                "listLength": list_length,
+                "activationListLength": "0",
+                "databaseIndex": "2",
+                "enableTLS": "true",
+            }
+            assert trigger["authenticationRef"] == scaled["triggers"][0]["authenticationRef"]
         assert env(container(deployment))["SYNTHGATE_WORKER_QUEUES"]["value"] == queue
         auth = rendered.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
         refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
@@ -196,12 +203,12 @@ def test_keda_reaches_a_bare_host_or_the_bundled_redis_by_its_namespaced_name(
     sets: dict[str, Rendered],
 ) -> None:
     bare = render({"workers": {"gpu": {"keda": {"enabled": True}}}})
-    (trigger,) = bare.get("ScaledObject", "sg-synthgate-worker-gpu-sdxl")["spec"]["triggers"]
-    assert trigger["metadata"]["address"] == f"redis.{NAMESPACE}.svc:6379"
-    assert "authenticationRef" not in trigger  # no password in the URL
+    for trigger in bare.get("ScaledObject", "sg-synthgate-worker-gpu-sdxl")["spec"]["triggers"]:
+        assert trigger["metadata"]["address"] == f"redis.{NAMESPACE}.svc:6379"
+        assert "authenticationRef" not in trigger  # no password in the URL
     bundled = sets["bundled-redis-local-storage"]
-    (trigger,) = bundled.get("ScaledObject", "sg-synthgate-worker-gpu-sdxl")["spec"]["triggers"]
-    assert trigger["metadata"]["address"] == f"sg-synthgate-redis.{NAMESPACE}.svc:6379"
+    for trigger in bundled.get("ScaledObject", "sg-synthgate-worker-gpu-sdxl")["spec"]["triggers"]:
+        assert trigger["metadata"]["address"] == f"sg-synthgate-redis.{NAMESPACE}.svc:6379"
 
 
 def test_pool_weights_come_from_a_read_only_claim_or_an_init_download(
@@ -393,6 +400,22 @@ def test_monitors_scrape_the_gateway_http_port_and_the_workers_metrics_port(
         worker = container(deployment)
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in worker["ports"]
         assert env(worker)["SYNTHGATE_WORKER_METRICS_PORT"]["value"] == "9100"
+
+
+def test_workers_serve_metrics_on_the_port_the_pod_monitor_scrapes(
+    sets: dict[str, Rendered],
+) -> None:
+    rendered = sets["all-options"]  # workers.metricsPort: 9200
+    workers = [
+        deployment
+        for deployment in rendered.of_kind("Deployment")
+        if deployment["metadata"]["labels"]["app.kubernetes.io/component"].startswith("worker-")
+    ]
+    assert len(workers) >= 2  # the upstream worker and the GPU pools
+    for deployment in workers:
+        worker = container(deployment)
+        assert {"name": "metrics", "containerPort": 9200, "protocol": "TCP"} in worker["ports"]
+        assert env(worker)["SYNTHGATE_WORKER_METRICS_PORT"]["value"] == "9200"
 
 
 def test_pods_roll_when_settings_or_secrets_change() -> None:

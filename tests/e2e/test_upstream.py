@@ -76,18 +76,22 @@ def test_transient_upstream_faults_are_retried_to_success(
     assert injected > 0
 
 
-def test_hanging_requests_time_out_and_no_task_is_left_unfinished(
+def test_a_hanging_poll_times_out_and_is_retried(
     up: httpx.Client, simulator: SimulatorProcess
 ) -> None:
-    simulator.configure(rate_hang=0.15, hang_seconds=30)
-    outputs = _finish_all(up, [body(XL, n=1, seed=i) for i in range(6)])
-    statuses = [o["task_status"] for o in outputs]
-    assert set(statuses) <= {"SUCCEEDED", "FAILED"}
-    assert statuses.count("SUCCEEDED") >= 1
-    for output in outputs:
-        if output["task_status"] == "FAILED":
-            assert output["code"] == "InternalError.Timeout"
-    assert simulator.stats()["requests"].get("fault.hang", 0) > 0
+    hangs = simulator.stats()["requests"].get("fault.hang", 0)
+    [output] = _finish_all(up, [body(XL, prompt="a cat sim:hang-polls=1")])
+    assert output["task_status"] == "SUCCEEDED"
+    assert simulator.stats()["requests"]["fault.hang"] == hangs + 1
+
+
+def test_an_upstream_that_keeps_hanging_fails_at_the_deadline_not_never(
+    up: httpx.Client,
+) -> None:
+    # 2 s per hung request, an 8 s deadline: the task must end FAILED, not stay RUNNING.
+    [output] = _finish_all(up, [body(XL, prompt="a cat sim:hang-polls=20")])
+    assert output["task_status"] == "FAILED"
+    assert output["code"] == "InternalError.Timeout"
 
 
 def test_an_upstream_that_never_finishes_fails_at_the_deadline(up: httpx.Client) -> None:

@@ -7,23 +7,30 @@ import asyncio
 import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 
+from gateway import keys
 from gateway.dispatch import Dispatcher
 from gateway.queueing import create_celery
 from gateway.settings import Settings
 
 
-def _queue_for(redis_server: RedisServer, routes: dict[str, str], model: str, depth: int) -> str:
+def _queue_for(
+    redis_server: RedisServer, routes: dict[str, str], model: str, depth: int, backlog: int = 0
+) -> str:
+    """The route for ``model`` with ``depth`` messages in gpu.sdxl's Celery queue and
+    ``backlog`` tasks in its tenants' fair-queue lists."""
     settings = Settings(redis_url=redis_server.url, routes=routes, spillover_queue_depth=3)  # type: ignore[arg-type]
+    lists = [keys.celery_queue("gpu.sdxl"), keys.backlog("gpu.sdxl")]
 
     async def decide() -> str:
         client = aioredis.Redis.from_url(redis_server.url)
-        await client.delete("gpu.sdxl")
-        if depth:
-            await client.rpush("gpu.sdxl", *[b"message"] * depth)
+        await client.delete(*lists)
+        for name, length in zip(lists, [depth, backlog], strict=True):
+            if length:
+                await client.rpush(name, *[b"message"] * length)
         try:
             return await Dispatcher(create_celery(settings), client, settings).queue_for(model)
         finally:
-            await client.delete("gpu.sdxl")
+            await client.delete(*lists)
             await client.aclose()
 
     return asyncio.run(decide())
@@ -45,3 +52,11 @@ def test_both_spills_over_only_when_the_local_queue_is_deeper_than_the_threshold
     routes = {"stable-diffusion-xl": "both"}
     assert _queue_for(redis_server, routes, "stable-diffusion-xl", 3) == "gpu.sdxl"
     assert _queue_for(redis_server, routes, "stable-diffusion-xl", 4) == "upstream"
+
+
+def test_spill_over_counts_the_tasks_waiting_in_the_fair_queue_too(
+    redis_server: RedisServer,
+) -> None:
+    routes = {"stable-diffusion-xl": "both"}
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 2, backlog=1) == "gpu.sdxl"
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 2, backlog=2) == "upstream"

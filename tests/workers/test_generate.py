@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,17 +9,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import redis.asyncio as aioredis
 from fixtures.stack import Stack
+from fixtures.tenants import submit_direct
 
 from gateway.jobs import GenerationRequest
 from gateway.records import TaskStatus
 from gateway.settings import Settings
-from gateway.store import TaskStore, WorkerTaskStore
+from gateway.store import WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
 from workers.generate import run_generate
 from workers.runtime import LocalBackend, WorkerRuntime
 from workers.storage.local import LocalStorage
+
+# A pool no live worker serves: these tests run the task themselves.
+POOL = "test.direct"
 
 
 class FlakyBackend(DiffusersBackend):
@@ -49,37 +49,29 @@ def _runtime(
     )
     return WorkerRuntime(
         settings=settings,
-        store=WorkerTaskStore(stack.redis.client(), settings.task_ttl_seconds),
+        store=WorkerTaskStore(stack.redis.client(), settings.task_ttl_seconds, feed_depth=2),
         storage=LocalStorage(tmp_path),
-        backends={"gpu.sd15": LocalBackend(backend)},
+        backends={POOL: LocalBackend(backend)},
     )
 
 
-def _create(stack: Stack, tenant: str, job: GenerationRequest) -> str:
-    task_id = str(uuid.uuid4())
-
-    async def create() -> None:
-        client = aioredis.Redis.from_url(stack.redis.url)
-        await TaskStore(client, 3600).create(task_id, tenant, job, "gpu.sd15")
-        await client.aclose()
-
-    asyncio.run(create())
-    return task_id
+def _create(stack: Stack, api_key: str, job: GenerationRequest) -> str:
+    return submit_direct(stack.redis.url, api_key, job, POOL)
 
 
 @pytest.fixture
 def tenant(new_tenant: Callable[..., str], stack: Stack) -> tuple[str, httpx.Client]:
-    name = "t-" + secrets.token_hex(4)
-    client = httpx.Client(base_url=stack.api, headers=stack.headers(new_tenant(name)), timeout=10)
-    return name, client
+    """A new tenant's key, and a client of the live gateway with it."""
+    key = new_tenant()
+    return key, httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=10)
 
 
 def test_partial_failure_succeeds_and_counts_only_good_images(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    name, client = tenant
+    key, client = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 3, 1, 7.0, 500)
-    task_id = _create(stack, name, job)
+    task_id = _create(stack, key, job)
     runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={501})
     assert run_generate(task_id, runtime) is TaskStatus.SUCCEEDED
     data = client.get(f"/tasks/{task_id}").json()
@@ -97,9 +89,9 @@ def test_partial_failure_succeeds_and_counts_only_good_images(
 def test_all_images_failing_fails_the_task_with_code_and_no_usage(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    name, client = tenant
+    key, client = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 700)
-    task_id = _create(stack, name, job)
+    task_id = _create(stack, key, job)
     runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={700, 701})
     assert run_generate(task_id, runtime) is TaskStatus.FAILED
     data = client.get(f"/tasks/{task_id}").json()
@@ -113,9 +105,9 @@ def test_all_images_failing_fails_the_task_with_code_and_no_usage(
 def test_a_canceled_task_is_not_run(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    name, client = tenant
+    key, client = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
-    task_id = _create(stack, name, job)
+    task_id = _create(stack, key, job)
     assert client.post(f"/tasks/{task_id}/cancel").status_code == 200
     assert run_generate(task_id, _runtime(stack, demo_weights_dir, tmp_path, set())) is None
     assert client.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.jobs import ImageOutcome
-from gateway.store import Claim
+if TYPE_CHECKING:
+    # Annotations only: importing a backend module (bench/gpu.py does, on a GPU machine
+    # with neither) must not import Redis or orjson.
+    from gateway.jobs import ImageOutcome
+    from gateway.store import Claim
 
 
 class TaskFailed(Exception):

@@ -1,8 +1,15 @@
 """The local Stable Diffusion backend: diffusers pipelines in this worker process.
 
 Pipelines are loaded once per process and kept on the backend (the explicit
-process-level cache of loaded models). torch and diffusers are imported only
-when a pipeline is first needed, so importing this module stays cheap.
+process-level cache of loaded models), then sped up once
+(:mod:`workers.backends.optimizations`: fused QKV, channels_last, torch.compile
+with a warm-up). torch and diffusers are imported only when a pipeline is first
+needed, so importing this module stays cheap.
+
+Besides a task's n images in one call (:meth:`DiffusersBackend.generate`), the
+backend runs several tasks of one model, size and steps as one batch
+(:meth:`DiffusersBackend.generate_batch`), each image with its own prompt,
+negative prompt, seed and guidance scale.
 """
 
 from __future__ import annotations
@@ -11,23 +18,28 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from gateway.jobs import GenerationRequest, ImageOutcome
+from workers.backends.batching import check_batchable, image_specs
 from workers.backends.demo_weights import build_demo_pipeline
+from workers.backends.optimizations import PipelineOptions, optimize_pipeline
+from workers.backends.sampling import ImageSpec, StepHook, call_pipeline, generators, make_images
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from diffusers import DiffusionPipeline
 
+    from gateway.settings import Settings
+
+__all__ = ["ALGO_ERROR", "NON_FINITE_MESSAGE", "DiffusersBackend", "StepHook", "kind_for_model"]
+
 logger = logging.getLogger("synthgate.workers.diffusion")
 
 PipelineKind = Literal["sd15", "sdxl"]
-StepHook = Callable[[int, int], None]
-"""Called as ``hook(done, total)`` after each denoising step."""
 
 # DashScope's code for a failure inside the model; the message tells which.
 ALGO_ERROR = "InternalError.Algo"
@@ -54,11 +66,18 @@ class DiffusersBackend:
     ``weights`` maps each served kind to a diffusers folder, or to None for
     tiny random demo weights (built under ``demo_cache_dir``; images are
     noise). ``device`` is "auto" (CUDA when present), "cuda[:i]" or "cpu";
-    CUDA runs in fp16, the CPU in fp32.
+    CUDA runs in fp16, the CPU in fp32. ``options`` say how pipelines are sped
+    up (default: no torch.compile); ``sdxl_vae_dir`` is an fp16-safe SDXL VAE
+    (e.g. sdxl-vae-fp16-fix) that replaces the pipeline's own.
     """
 
     def __init__(
-        self, weights: Mapping[str, Path | None], demo_cache_dir: Path, device: str = "auto"
+        self,
+        weights: Mapping[str, Path | None],
+        demo_cache_dir: Path,
+        device: str = "auto",
+        options: PipelineOptions | None = None,
+        sdxl_vae_dir: Path | None = None,
     ) -> None:
         unknown = set(weights) - set(get_args(PipelineKind))
         if unknown:
@@ -66,6 +85,8 @@ class DiffusersBackend:
         self._weights = dict(weights)
         self._demo_cache_dir = Path(demo_cache_dir)
         self._device = device
+        self.options = options or PipelineOptions()
+        self._sdxl_vae_dir = sdxl_vae_dir
         self._pipelines: dict[str, DiffusionPipeline] = {}
         self._load_lock = threading.Lock()
         # A pipeline keeps per-call state (scheduler timesteps), so one call at a time.
@@ -78,6 +99,24 @@ class DiffusersBackend:
                     kind,
                     self._demo_cache_dir / kind,
                 )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiffusersBackend:
+        """The backend that ``settings`` describe (weights, device, speed options)."""
+        options = PipelineOptions(
+            compile=settings.torch_compile,
+            compile_mode=settings.compile_mode,
+            channels_last=settings.channels_last,
+            fuse_qkv=settings.fuse_qkv,
+            max_batch=settings.max_batch,
+        )
+        return cls(
+            settings.weights_dirs(),
+            settings.demo_weights_dir,
+            settings.device,
+            options=options,
+            sdxl_vae_dir=settings.sdxl_vae_weights_dir,
+        )
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -107,7 +146,7 @@ class DiffusersBackend:
         with self._run_locks[kind]:
             try:
                 images = self._run_pipeline(
-                    pipe, _generators(pipe, request.seeds()), request, on_step
+                    pipe, generators(pipe, request.seeds()), request, on_step
                 )
             except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError too
                 logger.warning(
@@ -119,6 +158,55 @@ class DiffusersBackend:
             _release_cached_memory()
             return [self._generate_one(pipe, request, index, on_step) for index in range(request.n)]
 
+    def generate_batch(
+        self,
+        kind: str,
+        requests: Sequence[GenerationRequest],
+        on_step: StepHook | None = None,
+    ) -> list[list[ImageOutcome]]:
+        """Several tasks of one model, size and steps as one batch; outcomes per task.
+
+        Each image keeps its task's prompt, negative prompt, guidance scale
+        and seed (seed + i), and equals what the task alone would make. Calls
+        hold at most ``options.max_batch`` images (more are split across
+        calls, ``on_step`` running through the steps once per call). If a call
+        fails, every task is made on its own, as :meth:`generate` does.
+        Raises ValueError for tasks that cannot share a batch.
+        """
+        check_batchable(requests)
+        first = requests[0]
+        if kind_for_model(first.model) != kind:
+            raise ValueError(f"model {first.model!r} is not served by the {kind!r} pipeline")
+        pipe = self.load(kind)
+        specs = image_specs(requests)
+        size = self.options.max_batch
+        with self._run_locks[kind]:
+            try:
+                chunks = [
+                    self._run_batch(pipe, specs[start : start + size], first, on_step)
+                    for start in range(0, len(specs), size)
+                ]
+            except RuntimeError as exc:
+                logger.warning(
+                    "batch of %d %s tasks failed, making each alone: %s", len(requests), kind, exc
+                )
+            else:
+                return _split(requests, [image for chunk in chunks for image in chunk])
+        _release_cached_memory()
+        return [self.generate(kind, request, on_step) for request in requests]
+
+    def _run_batch(
+        self,
+        pipe: DiffusionPipeline,
+        specs: Sequence[ImageSpec],
+        shape: GenerationRequest,
+        on_step: StepHook | None,
+    ) -> np.ndarray:
+        """One pipeline call for ``specs`` at ``shape``'s size and steps (tests override it)."""
+        return make_images(
+            pipe, specs, width=shape.width, height=shape.height, steps=shape.steps, on_step=on_step
+        )
+
     def _generate_one(
         self,
         pipe: DiffusionPipeline,
@@ -128,7 +216,7 @@ class DiffusersBackend:
     ) -> ImageOutcome:
         try:
             images = self._run_pipeline(
-                pipe, _generators(pipe, [request.seed + index]), request, on_step
+                pipe, generators(pipe, [request.seed + index]), request, on_step
             )
         except RuntimeError as exc:
             logger.warning("image %d of a %s request failed: %s", index, request.model, exc)
@@ -152,22 +240,17 @@ class DiffusersBackend:
         Returns float pixels in [0, 1], shape (images, height, width, 3).
         Overridden in tests to simulate failures.
         """
-        result = pipe(
+        return call_pipeline(
+            pipe,
             prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_images_per_prompt=len(generators),
-            generator=generators,
+            negative_prompt=request.negative_prompt,
+            generators=generators,
             width=request.width,
             height=request.height,
-            num_inference_steps=request.steps,
-            guidance_scale=request.scale,
-            # numpy, not PIL, so non-finite pixels can be caught before the
-            # uint8 conversion turns them into plausible-looking values.
-            output_type="np",
-            callback_on_step_end=_step_callback(on_step) if on_step else None,
+            steps=request.steps,
+            scale=request.scale,
+            on_step=on_step,
         )
-        images: np.ndarray = result.images
-        return images
 
     def _load_uncached(self, kind: str) -> DiffusionPipeline:
         import torch
@@ -184,7 +267,9 @@ class DiffusersBackend:
                 path, dtype=dtype, safety_checker=None, requires_safety_checker=False
             )
         else:
-            pipe = StableDiffusionXLPipeline.from_pretrained(path, dtype=dtype)
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                path, dtype=dtype, **self._sdxl_vae(dtype)
+            )
         if pipe.dtype != dtype:
             pipe.to(dtype=dtype)
         pipe.to(device)
@@ -197,7 +282,17 @@ class DiffusersBackend:
             dtype,
             time.monotonic() - started,
         )
+        _warn_if_vae_upcasts(pipe, kind)
+        optimize_pipeline(pipe, kind, self.options)
         return pipe
+
+    def _sdxl_vae(self, dtype: torch.dtype) -> dict[str, object]:
+        """``from_pretrained`` arguments that swap in the configured SDXL VAE, if any."""
+        if self._sdxl_vae_dir is None:
+            return {}
+        from diffusers import AutoencoderKL
+
+        return {"vae": AutoencoderKL.from_pretrained(self._sdxl_vae_dir, dtype=dtype)}
 
     def _weights_path(self, kind: str) -> Path:
         path = self._weights[kind]
@@ -214,21 +309,26 @@ class DiffusersBackend:
         return self._device
 
 
-def _generators(pipe: DiffusionPipeline, seeds: list[int]) -> list[torch.Generator]:
+def _split(
+    requests: Sequence[GenerationRequest], images: list[np.ndarray]
+) -> list[list[ImageOutcome]]:
+    """Hand the batch's images back to their tasks, in order, indexed per task."""
+    outcomes: list[list[ImageOutcome]] = []
+    offset = 0
+    for request in requests:
+        outcomes.append([_outcome(i, images[offset + i]) for i in range(request.n)])
+        offset += request.n
+    return outcomes
+
+
+def _warn_if_vae_upcasts(pipe: DiffusionPipeline, kind: str) -> None:
     import torch
 
-    return [torch.Generator(pipe.device).manual_seed(seed) for seed in seeds]
-
-
-def _step_callback(on_step: StepHook) -> Callable[..., dict[str, Any]]:
-    def callback(
-        pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        # num_timesteps, not the requested steps: PNDM runs one step more.
-        on_step(step + 1, pipe.num_timesteps)
-        return callback_kwargs
-
-    return callback
+    if kind == "sdxl" and pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast:
+        logger.warning(
+            "the SDXL VAE overflows in fp16, so it decodes in fp32 (slower); set "
+            "SYNTHGATE_SDXL_VAE_WEIGHTS_DIR to an fp16-safe VAE such as sdxl-vae-fp16-fix"
+        )
 
 
 def _outcome(index: int, image: np.ndarray) -> ImageOutcome:

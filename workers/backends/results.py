@@ -12,8 +12,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.jobs import ImageOutcome
+from workers import metrics
 
 log = logging.getLogger("synthgate.worker.upstream")
+
+DOWNLOAD = "download"  # the operation's name in the metrics
 
 REJECTED = "InternalError.ResultRejected"
 UNAVAILABLE = "InternalError.ResultUnavailable"
@@ -43,19 +46,29 @@ class ResultFetcher:
         try:
             self._check_url(url)
         except _Rejected as exc:
+            metrics.upstream_error(DOWNLOAD, "rejected")
             return ImageOutcome(index, code=REJECTED, message=str(exc))
         problem = "it could not be downloaded"
         for attempt in range(self._policy.attempts):
+            started = time.perf_counter()
             try:
-                return ImageOutcome(index, png=await self._download(url, deadline))
+                png = await self._download(url, deadline)
             except _Rejected as exc:
+                metrics.upstream_error(DOWNLOAD, "rejected")
                 return ImageOutcome(index, code=REJECTED, message=str(exc))
             except httpx.HTTPStatusError as exc:
-                problem = f"the upstream answered {exc.response.status_code}"
-                if exc.response.status_code < 500:
+                status = exc.response.status_code
+                metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, status)
+                problem = f"the upstream answered {status}"
+                if status < 500:
                     break
             except httpx.TransportError as exc:
-                problem = f"the download failed ({type(exc).__name__})"
+                failure = type(exc).__name__
+                metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, failure)
+                problem = f"the download failed ({failure})"
+            else:
+                metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, 200)
+                return ImageOutcome(index, png=png)
             if time.time() + 0.5 * 2**attempt >= deadline:
                 break
             await asyncio.sleep(0.5 * 2**attempt)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from workers import metrics
 from workers.backends import TaskFailed
 
 log = logging.getLogger("synthgate.worker.upstream")
@@ -81,6 +82,7 @@ class UpstreamClient:
                 body = _json(response)
                 if body is not None:
                     return body
+                metrics.upstream_error(_operation(method), "malformed")
                 log.warning("upstream %s answered malformed JSON; retrying", what)
             elif response is not None and response.status_code == 429:
                 delay = retry_after(response, self._policy.backoff(attempt))
@@ -101,13 +103,25 @@ class UpstreamClient:
             raise TaskFailed(TIMEOUT_CODE, "The upstream task did not finish before the deadline.")
         timeout = min(self._http.timeout.read or remaining, remaining)
         headers = {**self._headers, **kwargs.pop("headers", {})}
+        started = time.perf_counter()
         try:
-            return await self._http.request(
+            response = await self._http.request(
                 method, f"{self._base}{path}", headers=headers, timeout=timeout, **kwargs
             )
         except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
-            log.info("upstream %s %s failed: %s", method, path.split("?")[0], type(exc).__name__)
+            failure = type(exc).__name__
+            metrics.upstream_request(_operation(method), time.perf_counter() - started, failure)
+            log.info("upstream %s %s failed: %s", method, path.split("?")[0], failure)
             return None
+        metrics.upstream_request(
+            _operation(method), time.perf_counter() - started, response.status_code
+        )
+        return response
+
+
+def _operation(method: str) -> str:
+    """The metrics' name of a request: the client POSTs only submits and GETs only polls."""
+    return "submit" if method == "POST" else "poll"
 
 
 def _json(response: httpx.Response) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ Faults, process-wide (``SimConfig``, changeable at run time with
 ``PUT /_sim/config``): latency distribution, 429 rate with ``Retry-After``,
 5xx rate, hanging requests, malformed JSON. Per task, by directives in the
 prompt: ``sim:fail-task``, ``sim:fail-image=I``, ``sim:never``,
-``sim:result-404``, ``sim:oversized``, ``sim:not-image``, ``sim:latency=S``.
+``sim:result-404``, ``sim:oversized``, ``sim:not-image``, ``sim:latency=S``,
+``sim:hang-polls=N`` (its first N status queries hang).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class SimTask:
     pending_for: float
     directives: dict[str, list[str]] = field(default_factory=dict)
     canceled: bool = False
+    hung_polls: int = 0
 
     def status(self, now: float) -> str:
         if self.canceled:
@@ -262,6 +264,12 @@ def create_simulator_app(config: SimConfig | None = None) -> Starlette:
         if (fault := await sim.fault()) is not None:
             return fault
         task = sim.tasks.get(request.path_params["task_id"])
+        if task is not None and task.hung_polls < int(
+            float(task.directives.get("hang-polls", ["0"])[0])
+        ):
+            task.hung_polls += 1
+            sim.stats["fault.hang"] += 1
+            await asyncio.sleep(sim.config.hang_seconds)
         if task is None:
             return JSONResponse(
                 {

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 
 from gateway.settings import Settings
+from workers import metrics
 from workers.storage.base import Storage, StorageError
 
 log = logging.getLogger("synthgate.worker.storage")
@@ -57,12 +60,15 @@ class Uploader:
         self.storage = storage
         self.backoff = backoff
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload")
+        # The metrics' label: "local" for LocalStorage, "s3" for S3Storage.
+        self._label = type(storage).__name__.removesuffix("Storage").lower()
 
     def put_all(self, objects: Mapping[str, bytes]) -> None:
         """Store every object, or raise :class:`StorageError` and leave none of them stored."""
         give_up = threading.Event()
+        # Each upload runs in the caller's context, so its log lines name the task.
         futures = {
-            key: self._pool.submit(self._put_one, key, data, give_up)
+            key: self._pool.submit(copy_context().run, self._put_one, key, data, give_up)
             for key, data in objects.items()
         }
         failures = {key: error for key, error in _outcomes(futures).items() if error is not None}
@@ -86,10 +92,11 @@ class Uploader:
     def _retry(self, key: str, data: bytes, give_up: threading.Event) -> None:
         attempts = self.backoff.retries + 1
         for attempt in range(attempts):
+            started = time.perf_counter()
             try:
                 self.storage.put(key, data)
-                return
             except StorageError as exc:
+                metrics.upload_failed(self._label, time.perf_counter() - started, exc.transient)
                 if not exc.transient or attempt + 1 == attempts:
                     raise
                 delay = self.backoff.delay(attempt)
@@ -103,6 +110,9 @@ class Uploader:
                 )
                 if give_up.wait(delay):
                     raise _GaveUp(f"{key}: not retried, another object failed") from exc
+            else:
+                metrics.upload_done(self._label, time.perf_counter() - started)
+                return
 
     def _discard(self, keys: list[str]) -> None:
         """Best effort: what is left (the store is down) is never listed, and expires."""

@@ -314,10 +314,15 @@ is qualified with the release namespace.
 
 {{/*
 A worker's KEDA ScaledObject: (dict "root" $ "name" deployment "component" c "queue" q "keda" cfg).
+Two triggers, since waiting tasks are in two lists: the pool's Celery queue (a few tasks,
+fed by the fair queue) and the pool's backlog list, one entry per task still waiting in a
+tenant's list (named in gateway/keys.py: backlog). KEDA scales on the larger.
 */}}
 {{- define "synthgate.scaledObject" -}}
 {{- $redis := dict -}}
 {{- $_ := include "synthgate.resolveKedaRedis" (dict "root" .root "out" $redis) -}}
+{{- $keda := .keda -}}
+{{- $root := .root -}}
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
@@ -340,16 +345,18 @@ spec:
         {{- toYaml . | nindent 8 }}
   {{- end }}
   triggers:
+    {{- range $list := list .queue (printf "synthgate:pool:%s:backlog" .queue) }}
     - type: redis
       metadata:
         address: {{ $redis.address | quote }}
-        listName: {{ .queue | quote }}
-        listLength: {{ .keda.listLength | quote }}
-        activationListLength: {{ .keda.activationListLength | quote }}
+        listName: {{ $list | quote }}
+        listLength: {{ $keda.listLength | quote }}
+        activationListLength: {{ $keda.activationListLength | quote }}
         databaseIndex: {{ $redis.databaseIndex | quote }}
         enableTLS: {{ $redis.enableTLS | quote }}
       {{- if $redis.passwordName }}
       authenticationRef:
-        name: {{ include "synthgate.kedaAuthName" .root }}
+        name: {{ include "synthgate.kedaAuthName" $root }}
       {{- end }}
+    {{- end }}
 {{- end -}}

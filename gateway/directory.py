@@ -1,0 +1,198 @@
+"""The tenant directory: tenants and API keys created, listed, changed and revoked in Redis.
+
+The admin API (``gateway/routes/admin.py``) and the CLI (``gateway/admin_cli.py``) both
+call this class, so they behave alike. See :mod:`gateway.accounts` for the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from datetime import date
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.accounts import (
+    KeyInfo,
+    Limits,
+    NewKey,
+    Tenant,
+    TenantExists,
+    UnknownKey,
+    UnknownTenant,
+    validate_name,
+)
+from gateway.store import now_ms
+from gateway.tenants import generate_api_key, hash_api_key
+from gateway.usage import DayUsage, read_usage
+
+# An audit trail of every change: tenant names and key ids, never a key.
+log = logging.getLogger("synthgate.tenants")
+
+_FUNCTIONS = """
+-- KEYS: tenants set, tenant hash, tenant's key set, api key entry, key info
+-- ARGV: name, now, key id, label, key hash, then the tenant's fields as pairs
+local function create_tenant()
+  if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+  redis.call('HSET', KEYS[2], 'name', ARGV[1], 'enabled', '1', 'created_ms', ARGV[2],
+             'updated_ms', ARGV[2], unpack(ARGV, 6))
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return true
+end
+
+local function add_key()
+  if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+  redis.call('HSET', KEYS[4], 'tenant', ARGV[1], 'key_id', ARGV[3])
+  redis.call('HSET', KEYS[5], 'tenant', ARGV[1], 'label', ARGV[4], 'hash', ARGV[5],
+             'created_ms', ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[3])
+  return true
+end
+"""
+
+_CREATE = _FUNCTIONS + "if not create_tenant() then return 0 end\nadd_key()\nreturn 1"
+_ENSURE = _FUNCTIONS + "create_tenant()\nadd_key()\nreturn 1"
+_ADD_KEY = _FUNCTIONS + "if not add_key() then return 0 end\nreturn 1"
+
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'updated_ms', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+_REVOKE = (
+    keys.LUA
+    + """
+local row = redis.call('HMGET', KEYS[1], 'hash', 'revoked_ms')
+if not row[1] then return 0 end
+if not row[2] then redis.call('HSET', KEYS[1], 'revoked_ms', ARGV[1]) end
+redis.call('DEL', k_api_key(row[1]))
+return 1
+"""
+)
+
+
+def _new_key_id() -> str:
+    return "k-" + secrets.token_hex(8)
+
+
+class TenantDirectory:
+    """Tenants and keys: every admin operation, atomic in Redis."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._create = client.register_script(_CREATE)
+        self._ensure = client.register_script(_ENSURE)
+        self._add_key = client.register_script(_ADD_KEY)
+        self._update = client.register_script(_UPDATE)
+        self._revoke = client.register_script(_REVOKE)
+
+    def _key_args(
+        self, name: str, key_id: str, label: str, api_key: str, limits: Limits
+    ) -> tuple[list[str], list[str]]:
+        digest = hash_api_key(api_key)
+        script_keys = [
+            keys.tenants(),
+            keys.tenant(name),
+            keys.tenant_keys(name),
+            keys.api_key(digest),
+            keys.key_info(key_id),
+        ]
+        fields = [item for pair in limits.fields().items() for item in pair]
+        return script_keys, [name, str(now_ms()), key_id, label, digest, *fields]
+
+    async def create(
+        self, name: str, limits: Limits, label: str = "default"
+    ) -> tuple[Tenant, NewKey]:
+        """A new tenant with one new key; raises :class:`TenantExists`."""
+        validate_name(name)
+        api_key, key_id = generate_api_key(), _new_key_id()
+        script_keys, args = self._key_args(name, key_id, label, api_key, limits)
+        if not await self._create(keys=script_keys, args=args):
+            raise TenantExists(f"tenant {name!r} exists already")
+        log.info("tenant %s created with key %s", name, key_id, extra={"tenant": name})
+        return await self.get(name), NewKey(await self._key(key_id), api_key)
+
+    async def ensure_dev(self, name: str, api_key: str) -> KeyInfo:
+        """The dev tenant (made unlimited if missing; kept as it is if not) and its key."""
+        validate_name(name)
+        key_id = "dev-" + hash_api_key(api_key)[:8]
+        script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits())
+        await self._ensure(keys=script_keys, args=args)
+        return await self._key(key_id)
+
+    async def create_key(self, name: str, label: str = "") -> NewKey:
+        """A new key for an existing tenant."""
+        api_key, key_id = generate_api_key(), _new_key_id()
+        script_keys, args = self._key_args(name, key_id, label, api_key, Limits())
+        if not await self._add_key(keys=script_keys, args=args[:5]):
+            raise UnknownTenant(name)
+        log.info("tenant %s has a new key %s", name, key_id, extra={"tenant": name})
+        return NewKey(await self._key(key_id), api_key)
+
+    async def revoke_key(self, key_id: str) -> KeyInfo:
+        """Revoke a key (idempotent); gateways refuse it within their key cache's lifetime."""
+        if not await self._revoke(keys=[keys.key_info(key_id)], args=[now_ms()]):
+            raise UnknownKey(key_id)
+        info = await self._key(key_id)
+        log.info("key %s of tenant %s revoked", key_id, info.tenant, extra={"tenant": info.tenant})
+        return info
+
+    async def update(self, name: str, *, enabled: bool | None = None, **changes: Any) -> Tenant:
+        """Change some limits (named as :class:`Limits`' fields) and/or switch the tenant on
+        or off. Only the changed fields are written, so concurrent updates of different
+        fields both hold."""
+        current = await self.get(name)
+        limits = dataclasses.replace(current.limits, **changes)  # validates the result
+        fields = {key: value for key, value in limits.fields().items() if key in changes}
+        if enabled is not None:
+            fields["enabled"] = "1" if enabled else "0"
+        args = [str(now_ms()), *[item for pair in fields.items() for item in pair]]
+        if not await self._update(keys=[keys.tenant(name)], args=args):
+            raise UnknownTenant(name)
+        log.info("tenant %s updated: %s", name, fields, extra={"tenant": name})
+        return await self.get(name)
+
+    async def get(self, name: str) -> Tenant:
+        data: dict[bytes, bytes] = await self._redis.hgetall(keys.tenant(name))  # type: ignore[assignment]
+        if not data:
+            raise UnknownTenant(name)
+        return Tenant.from_hash(name, data)
+
+    async def tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
+        names = sorted(n.decode() for n in await self._redis.smembers(keys.tenants()))  # type: ignore[union-attr]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(keys.tenant(name))
+            rows = await pipe.execute()
+        return [Tenant.from_hash(n, row) for n, row in zip(names, rows, strict=True) if row]
+
+    async def keys_of(self, name: str) -> list[KeyInfo]:
+        """The tenant's keys (revoked ones too), oldest first."""
+        await self.get(name)
+        ids = sorted(i.decode() for i in await self._redis.smembers(keys.tenant_keys(name)))  # type: ignore[union-attr]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in ids:
+                pipe.hgetall(keys.key_info(key_id))
+            rows = await pipe.execute()
+        found = [KeyInfo.from_hash(i, row) for i, row in zip(ids, rows, strict=True) if row]
+        return sorted(found, key=lambda info: (info.created_ms, info.key_id))
+
+    async def usage(self, name: str, first: date, last: date) -> list[DayUsage]:
+        """The tenant's counters for each UTC day from ``first`` to ``last``."""
+        await self.get(name)
+        return await read_usage(self._redis, name, first, last)
+
+    async def active_tasks(self, name: str) -> int:
+        """The tenant's unfinished tasks (what ``max_concurrent`` limits)."""
+        return int(await self._redis.zcard(keys.tenant_active(name)))
+
+    async def _key(self, key_id: str) -> KeyInfo:
+        data: dict[bytes, bytes] = await self._redis.hgetall(keys.key_info(key_id))  # type: ignore[assignment]
+        if not data:
+            raise UnknownKey(key_id)
+        return KeyInfo.from_hash(key_id, data)

@@ -1,0 +1,133 @@
+"""Fair queueing: per-tenant lists in front of each pool's Celery queue, fed by stride scheduling.
+
+Celery's queues are FIFO: a tenant that submits 1,000 tasks would make everyone
+else wait behind them. So a submitted task first waits in its tenant's list for
+its pool, and is *fed* into the pool's Celery queue from there:
+
+- Feeding picks the tenant list with the smallest *pass*, moves its oldest task,
+  and advances that pass by ``1e6 / weight`` (stride scheduling): backlogged tenants
+  share a pool in proportion to their weights. A list that empties keeps its pass;
+  when it fills again it starts at ``max(its pass, the pool's virtual time)``, so an
+  idle tenant neither saves up credit nor loses its turn.
+- Feeding stops while ``depth`` fed tasks are still unclaimed by a worker (the
+  ``starting`` set), so the Celery queue stays short and a newcomer's first task is
+  at most ``depth`` tasks behind the running ones, however long the others' lists.
+- Who feeds: the submit script, the worker's claim script (a worker just took a
+  task), and each worker's upkeep tick. All of it is Lua, so any number of gateways
+  and workers feed one pool atomically, and a task is always in exactly one place:
+  a tenant list, the Celery queue (or a worker's hands, tracked in ``starting``
+  until its claim), or running.
+- The pool's ``backlog`` list holds one token per task in any tenant list, so
+  ``LLEN`` gives the backlog to KEDA (whose Redis scaler reads list lengths only)
+  and to spill-over routing.
+
+The Lua functions below are pasted into the scripts that need them
+(``gateway.submit``, ``gateway.store``); :class:`PoolFeeder` runs a feed alone.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from gateway import keys
+
+# Fed-but-unclaimed tasks per pool (SYNTHGATE_FEED_DEPTH): a newcomer waits behind at most
+# this many, and a pool's workers find this many ready whenever one of them looks.
+DEFAULT_DEPTH = 2
+
+LUA = """
+-- Integer strides keep passes exact (a float 1/3 would drift and reorder ties).
+local function fq_stride(weight)
+  return math.floor(1000000 / weight + 0.5)
+end
+
+local function fq_enqueue(pending, backlog, ready, fair, task, stride)
+  redis.call('LPUSH', pending, task)
+  redis.call('LPUSH', backlog, 1)
+  redis.call('HSET', fair, 's|' .. pending, stride)
+  if not redis.call('ZSCORE', ready, pending) then
+    local vtime = tonumber(redis.call('HGET', fair, 'vtime') or 0)
+    local last = tonumber(redis.call('HGET', fair, 'p|' .. pending) or 0)
+    redis.call('ZADD', ready, math.max(vtime, last), pending)
+  end
+end
+
+local function fq_retire(ready, fair, pending, pass)
+  redis.call('ZREM', ready, pending)
+  redis.call('HSET', fair, 'p|' .. pending, pass)
+end
+
+-- Take a canceled task out of its tenant list; true when it was there.
+local function fq_remove(pending, backlog, ready, fair, task)
+  if redis.call('LREM', pending, 1, task) == 0 then return false end
+  redis.call('RPOP', backlog)
+  if redis.call('LLEN', pending) == 0 then
+    fq_retire(ready, fair, pending, redis.call('ZSCORE', ready, pending) or 0)
+  end
+  return true
+end
+
+local function fq_feed(queue, backlog, ready, fair, starting, depth, now)
+  local moved = 0
+  while redis.call('ZCARD', starting) < depth do
+    local head = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    local pending, pass = head[1], tonumber(head[2])
+    local task = redis.call('RPOP', pending)
+    if task then
+      redis.call('RPOP', backlog)
+      local row = redis.call('HMGET', task, 'status', 'message')
+      -- a record that expired while it waited has nothing left to run
+      if row[1] == 'PENDING' and row[2] then
+        redis.call('LPUSH', queue, row[2])
+        redis.call('HSET', task, 'stage', 'sent')
+        redis.call('ZADD', starting, now, task)
+        moved = moved + 1
+      end
+      redis.call('HSET', fair, 'vtime', head[2])
+      pass = pass + tonumber(redis.call('HGET', fair, 's|' .. pending) or fq_stride(1))
+    end
+    if redis.call('LLEN', pending) > 0 then
+      redis.call('ZADD', ready, pass, pending)
+    else
+      fq_retire(ready, fair, pending, pass)
+    end
+  end
+  return moved
+end
+"""
+
+_FEED = (
+    LUA
+    + """
+return fq_feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]), tonumber(ARGV[2]))
+"""
+)
+
+
+def pool_keys(pool: str) -> list[str]:
+    """The keys ``fq_feed`` takes, in its order."""
+    return [
+        keys.celery_queue(pool),
+        keys.backlog(pool),
+        keys.ready(pool),
+        keys.fairness(pool),
+        keys.starting(pool),
+    ]
+
+
+class PoolFeeder:
+    """Feeds pools' Celery queues from the tenant lists (the workers' periodic tick)."""
+
+    def __init__(self, client: redis.Redis, depth: int) -> None:
+        self._redis = client
+        self._depth = depth
+        self._feed = client.register_script(_FEED)
+
+    def feed(self, pool: str, now_ms: int) -> int:
+        """Move tasks into ``pool``'s Celery queue up to the depth; returns how many moved."""
+        return int(self._feed(keys=pool_keys(pool), args=[self._depth, now_ms]))
+
+    def backlog(self, pool: str) -> int:
+        """Tasks waiting in the tenant lists of ``pool``."""
+        return int(self._redis.llen(keys.backlog(pool)))

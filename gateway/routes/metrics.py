@@ -1,0 +1,35 @@
+"""Prometheus metrics of the gateway, with each pool's queue read from Redis at scrape time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from gateway.metrics import render
+from gateway.queues import PoolStats, pool_stats
+
+router = APIRouter()
+
+log = logging.getLogger("synthgate.gateway")
+
+# A scrape must answer (with synthgate_redis_up 0) even when Redis hangs.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    stats: list[PoolStats] | None
+    try:
+        stats = await asyncio.wait_for(pool_stats(request.app.state.redis), REDIS_TIMEOUT_SECONDS)
+    except (redis.RedisError, OSError, TimeoutError) as exc:
+        log.debug("metrics: pool gauges left out, Redis did not answer: %s", exc)
+        stats = None
+    # Rendering reads every process's files in multiprocess mode: off the event loop.
+    body = await run_in_threadpool(render, stats)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,207 @@
+"""Submitting a task in one round trip: a Lua script checks the caller and the tenant's limits,
+writes the task record and its index, and puts the task in its tenant's fair-queue list.
+
+Because every check and write is one script, limits are exact with any number of
+gateway replicas: two replicas can never both take the last slot. The order of the
+checks: the key (not revoked), the tenant (enabled), the model (allowed), requests per
+minute (a sliding log of the last 60 s of accepted submits, on Redis' clock), unfinished
+tasks, images per day (see :mod:`gateway.usage`). A rejected submit counts nothing but
+its rejection.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from gateway import fairqueue, keys
+from gateway.errors import AccessDenied, InvalidApiKey, Throttling
+from gateway.jobs import GenerationRequest
+from gateway.store import UNFINISHED_TTL_SECONDS, now_ms
+from gateway.tenants import Caller
+from gateway.usage import RETENTION_SECONDS, ms_until_next_day, utc_day
+
+# A client refused for too many unfinished tasks may retry soon: tasks end all the time.
+CONCURRENCY_RETRY_MS = 1_000
+
+_SUBMIT = (
+    fairqueue.LUA
+    + """
+-- KEYS: 1 tenant, 2 api key entry, 3 key info, 4 rate log, 5 active tasks, 6 usage of the day,
+--       7 task record, 8 tenant's task index, 9 tenant's pending list, 10-14 the pool's keys
+-- ARGV: 1 tenant, 2 model, 3 n, 4 submit ms, 5 task id, 6 pool, 7 request, 8 message, 9 day,
+--       10 record ttl, 11 usage ttl, 12 feed depth, 13 ms to the end of the day
+local function reject(reason, limit, remaining, reset)
+  if reason ~= 'key' and reason ~= 'disabled' then
+    redis.call('HINCRBY', KEYS[6], 'rejected_' .. reason, 1)
+    redis.call('EXPIRE', KEYS[6], ARGV[11])
+  end
+  return {reason, limit or 0, remaining or 0, reset or 0}
+end
+
+local t = redis.call('HMGET', KEYS[1], 'enabled', 'rpm', 'max_concurrent', 'daily_images',
+                     'models', 'weight')
+if not t[1] or redis.call('HGET', KEYS[2], 'tenant') ~= ARGV[1] then return reject('key') end
+if t[1] ~= '1' then return reject('disabled') end
+if t[5] and t[5] ~= '' and not string.find(',' .. t[5] .. ',', ',' .. ARGV[2] .. ',', 1, true) then
+  return reject('model')
+end
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local rpm, n = tonumber(t[2] or 0), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 60000)
+local recent = redis.call('ZCARD', KEYS[4])
+local reset = 60000
+if recent > 0 then
+  reset = tonumber(redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')[2]) + 60000 - now
+end
+if rpm > 0 and recent >= rpm then return reject('rate', rpm, 0, reset) end
+local most = tonumber(t[3] or 0)
+if most > 0 and redis.call('ZCARD', KEYS[5]) >= most then
+  return reject('concurrency', most, 0, 0)
+end
+local daily, used = tonumber(t[4] or 0), tonumber(redis.call('HGET', KEYS[6], 'images') or 0)
+if daily > 0 and used + n > daily then
+  return reject('daily', daily, math.max(daily - used, 0), tonumber(ARGV[13]))
+end
+
+redis.call('ZADD', KEYS[4], now, ARGV[5])
+redis.call('PEXPIRE', KEYS[4], 60000)
+redis.call('ZADD', KEYS[5], ARGV[4], KEYS[7])
+redis.call('HINCRBY', KEYS[6], 'tasks', 1)
+redis.call('HINCRBY', KEYS[6], 'images', n)
+redis.call('EXPIRE', KEYS[6], ARGV[11])
+redis.call('HSET', KEYS[7], 'tenant', ARGV[1], 'status', 'PENDING', 'model', ARGV[2],
+           'pool', ARGV[6], 'request', ARGV[7], 'submit_ms', ARGV[4], 'n', ARGV[3],
+           'day', ARGV[9], 'message', ARGV[8], 'stage', 'queued')
+redis.call('EXPIRE', KEYS[7], ARGV[10])
+redis.call('ZADD', KEYS[8], ARGV[4], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[10]) * 1000)
+redis.call('HSET', KEYS[3], 'last_used_ms', ARGV[4])
+local stride = fq_stride(tonumber(t[6] or 1))
+fq_enqueue(KEYS[9], KEYS[11], KEYS[12], KEYS[13], KEYS[7], stride)
+fq_feed(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], tonumber(ARGV[12]), tonumber(ARGV[4]))
+return {'ok', rpm, math.max(rpm - recent - 1, 0), reset}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Where the caller stands against one limit, as the ``X-RateLimit-*`` headers say it."""
+
+    limit: int
+    remaining: int
+    reset_ms: int
+
+    def headers(self, *, retry: bool = False) -> dict[str, str]:
+        """``X-RateLimit-Reset`` and ``Retry-After`` are seconds from now (rounded up)."""
+        reset = str(max(1, math.ceil(self.reset_ms / 1000)))
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": reset,
+        }
+        if retry:
+            headers["Retry-After"] = reset
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A submit that passed: its time, and the requests-per-minute window after it."""
+
+    submit_ms: int
+    rate: Quota | None
+
+    def headers(self) -> dict[str, str]:
+        return self.rate.headers() if self.rate is not None else {}
+
+
+class Submitter:
+    """Runs the submit script: limits, record, index and fair queue in one round trip."""
+
+    def __init__(self, client: aioredis.Redis, feed_depth: int) -> None:
+        self._script = client.register_script(_SUBMIT)
+        self._depth = feed_depth
+
+    async def submit(
+        self, caller: Caller, task_id: str, job: GenerationRequest, pool: str, message: bytes
+    ) -> Accepted:
+        """Record and queue the task, or raise the error of the first limit it hits."""
+        submitted = now_ms()
+        tenant = caller.tenant
+        script_keys = [
+            keys.tenant(tenant),
+            keys.api_key(caller.key_hash),
+            keys.key_info(caller.key_id),
+            keys.tenant_rate(tenant),
+            keys.tenant_active(tenant),
+            keys.tenant_usage(tenant, utc_day(submitted)),
+            keys.task(task_id),
+            keys.tenant_tasks(tenant),
+            keys.pending(pool, tenant),
+            *fairqueue.pool_keys(pool),
+        ]
+        args: list[str | int | bytes] = [
+            tenant,
+            job.model,
+            job.n,
+            submitted,
+            task_id,
+            pool,
+            job.to_json(),
+            message,
+            utc_day(submitted),
+            UNFINISHED_TTL_SECONDS,
+            RETENTION_SECONDS,
+            self._depth,
+            ms_until_next_day(submitted),
+        ]
+        reply = await self._script(keys=script_keys, args=args)
+        verdict = reply[0].decode()
+        quota = Quota(int(reply[1]), int(reply[2]), int(reply[3]))
+        if verdict != "ok":
+            raise _rejection(verdict, tenant, job, quota)
+        return Accepted(submitted, quota if quota.limit else None)
+
+
+def tenant_disabled(tenant: str) -> AccessDenied:
+    """The answer to every call of a disabled tenant."""
+    return AccessDenied(f"Tenant '{tenant}' is disabled; ask the service administrators.")
+
+
+def _rejection(verdict: str, tenant: str, job: GenerationRequest, quota: Quota) -> Exception:
+    if verdict == "disabled":
+        return tenant_disabled(tenant)
+    if verdict == "model":
+        return AccessDenied(
+            f"Model '{job.model}' is not enabled for tenant '{tenant}'.",
+            code="AccessDenied.Unpurchased",
+        )
+    if verdict == "rate":
+        return Throttling(
+            f"Requests rate limit exceeded: at most {quota.limit} tasks per minute; "
+            f"retry in {math.ceil(quota.reset_ms / 1000)} s.",
+            code="Throttling.RateQuota",
+            headers=quota.headers(retry=True),
+        )
+    if verdict == "concurrency":
+        waiting = Quota(quota.limit, 0, CONCURRENCY_RETRY_MS)
+        return Throttling(
+            f"Concurrent task limit exceeded: at most {quota.limit} unfinished tasks at once; "
+            "retry when one of them ends.",
+            code="Throttling.AllocationQuota",
+            headers=waiting.headers(retry=True),
+        )
+    if verdict == "daily":
+        return Throttling(
+            f"Daily image quota exceeded: {quota.limit} images per day (UTC), "
+            f"{quota.remaining} left today, {job.n} requested.",
+            code="Throttling.AllocationQuota",
+            headers=quota.headers(retry=True),
+        )
+    return InvalidApiKey()

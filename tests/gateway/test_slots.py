@@ -1,0 +1,110 @@
+"""Every way a task ends releases its tenant's slot and unmade images once (real Redis)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fixtures.processes import RedisServer, running_redis
+from fixtures.tenants import cancel_many, register_tenant, submit_direct
+
+from gateway import keys
+from gateway.jobs import GenerationRequest
+from gateway.reaper import LOST_CODE, Reaper
+from gateway.records import TaskStatus
+from gateway.store import WorkerTaskStore, now_ms
+from gateway.usage import utc_day
+
+JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 1)
+POOL = "test.slots"  # no worker serves it
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: the reaper here looks at every tenant's tasks."""
+    with running_redis(tmp_path_factory.mktemp("slots-redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def tenant(redis_server: RedisServer) -> tuple[str, str]:
+    name = "t-" + uuid.uuid4().hex[:8]
+    return name, register_tenant(redis_server.url, name, max_concurrent=10, daily_images=100)
+
+
+def _usage(client: redis.Redis, name: str) -> dict[str, int]:
+    raw = client.hgetall(keys.tenant_usage(name, utc_day(now_ms())))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def test_counters_return_to_zero_after_success_failure_and_cancel(
+    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+) -> None:
+    name, key = tenant
+    worker = WorkerTaskStore(client, 3600, feed_depth=2)
+    ok, failed, canceled = (submit_direct(redis_server.url, key, JOB, POOL) for _ in range(3))
+    assert client.zcard(keys.tenant_active(name)) == 3
+    assert _usage(client, name)["images"] == 6  # reserved at submit
+    worker.claim(ok)
+    worker.finish(ok, TaskStatus.SUCCEEDED, [{"key": "k/0.png"}, {"code": "X", "message": "m"}])
+    worker.claim(failed)
+    worker.finish(failed, TaskStatus.FAILED, [], "InternalError.Algo", "boom")
+    assert cancel_many(redis_server.url, name, [canceled]) == [TaskStatus.PENDING]
+    # Ending twice changes nothing: the slot and the images are given back once.
+    assert not worker.finish(ok, TaskStatus.FAILED, [])
+    assert cancel_many(redis_server.url, name, [canceled]) == [TaskStatus.CANCELED]
+    assert client.zcard(keys.tenant_active(name)) == 0
+    usage = _usage(client, name)
+    assert usage["images"] == 1  # what was billed: the one image made
+    assert usage["images_succeeded"] == 1 and usage["images_failed"] == 3
+    assert (usage["tasks_succeeded"], usage["tasks_failed"], usage["tasks_canceled"]) == (1, 1, 1)
+
+
+def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
+    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+) -> None:
+    name, key = tenant
+    task_id = submit_direct(redis_server.url, key, JOB, POOL)
+    WorkerTaskStore(client, 3600, feed_depth=2).claim(task_id)
+    reaper = Reaper(client, 3600, lost_after=60, stale_after=60)
+    assert reaper.run([POOL], now_ms()).tasks == 0  # claimed just now: not lost
+    assert reaper.run([POOL], now_ms() + 61_000).tasks == 1
+    status, code = client.hmget(keys.task(task_id), ["status", "code"])
+    assert (status, code) == (b"FAILED", LOST_CODE.encode())
+    assert client.zcard(keys.tenant_active(name)) == 0
+    assert _usage(client, name)["images"] == 0
+    assert not WorkerTaskStore(client, 3600, feed_depth=2).finish(task_id, TaskStatus.FAILED, [])
+    assert reaper.run([POOL], now_ms() + 61_000).tasks == 0
+
+
+def test_reaper_releases_the_slot_of_a_record_that_expired(
+    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+) -> None:
+    name, key = tenant
+    task_id = submit_direct(redis_server.url, key, JOB, POOL)
+    client.delete(keys.task(task_id))
+    Reaper(client, 3600, lost_after=60, stale_after=60).run([], now_ms() + 61_000)
+    assert client.zcard(keys.tenant_active(name)) == 0
+
+
+def test_reaper_unsticks_a_fed_task_whose_message_left_the_queue_unclaimed(
+    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+) -> None:
+    pool = POOL + "." + uuid.uuid4().hex[:6]
+    _, key = tenant
+    for _ in range(3):
+        submit_direct(redis_server.url, key, JOB, pool)
+    client.rpop(keys.celery_queue(pool))  # a worker took it, then died before its claim
+    reaper = Reaper(client, 3600, lost_after=60, stale_after=30)
+    assert reaper.run([pool], now_ms()).unstuck == 0  # too recent to tell
+    assert reaper.run([pool], now_ms() + 31_000).unstuck == 1  # the other is still queued
+    assert client.zcard(keys.starting(pool)) == 1

@@ -5,7 +5,7 @@ factory). Every record then goes through one root handler, uvicorn's and Celery'
 and carries the fields bound to the current request or task (``request_id``, ``task_id``,
 ``tenant``, ``model``) plus any ``extra=`` fields. Before a line is written, credentials are
 redacted from its message and traceback: bearer tokens, ``sk-`` keys, URL signatures, and
-the literal secrets of the configuration (the upstream key, the dev key).
+the literal secrets of the configuration (the upstream key, the dev key, the admin token).
 """
 
 from __future__ import annotations
@@ -159,7 +159,11 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     """Route every logger of this process through one redacting handler on ``stream``."""
     target = stream or sys.stderr
     redact = Redactor(
-        [settings.upstream_api_key.get_secret_value(), settings.dev_api_key],
+        [
+            settings.upstream_api_key.get_secret_value(),
+            settings.dev_api_key,
+            settings.admin_token.get_secret_value(),
+        ],
     )
     handler = logging.StreamHandler(target)
     formatter = JsonFormatter(redact) if uses_json(settings, target) else TextFormatter(redact)

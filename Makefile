@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format redis-server clean
+.PHONY: install run test lint format redis-server clean bench
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ run: install redis-server
 
 test: install redis-server
 	$(BIN)/python -m pytest
+
+# The gateway benchmark (bench/README.md): every scenario, some five minutes on 2 cores;
+# the table goes to bench/results/gateway.md. Options: make bench BENCH_ARGS='--smoke'.
+bench: install redis-server
+	$(BIN)/python bench/gateway_bench.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

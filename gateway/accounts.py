@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from gateway.callbacks import CallbackRefused, normalize_hosts, parse_target
 from gateway.catalog import MODELS
 
 # Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py).
@@ -76,12 +77,42 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhooks:
+    """Where the tenant's finished tasks are POSTed (``url``; '' for nowhere), and the hosts
+    that per-request callbacks may name (see :mod:`gateway.callbacks`)."""
+
+    url: str = ""
+    callback_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.url:
+            try:
+                parse_target(self.url)
+            except CallbackRefused as exc:
+                raise AccountError(f"webhook_url: {exc}") from None
+        try:
+            hosts = normalize_hosts(self.callback_hosts)
+        except ValueError as exc:
+            raise AccountError(str(exc)) from None
+        object.__setattr__(self, "callback_hosts", hosts)
+
+    def fields(self) -> dict[str, str]:
+        """The tenant hash's fields for these settings."""
+        return {"webhook_url": self.url, "callback_hosts": ",".join(self.callback_hosts)}
+
+    @classmethod
+    def from_text(cls, url: str, hosts: str) -> Webhooks:
+        return cls(url, tuple(h for h in hosts.split(",") if h))
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     name: str
     enabled: bool
     limits: Limits
     created_ms: int
     updated_ms: int
+    webhooks: Webhooks = Webhooks()
 
     @classmethod
     def from_hash(cls, name: str, data: dict[bytes, bytes]) -> Tenant:
@@ -98,7 +129,12 @@ class Tenant:
             weight=float(text("weight") or 1),
         )
         return cls(
-            name, text("enabled") == "1", limits, int(text("created_ms")), int(text("updated_ms"))
+            name,
+            text("enabled") == "1",
+            limits,
+            int(text("created_ms")),
+            int(text("updated_ms")),
+            Webhooks.from_text(text("webhook_url"), text("callback_hosts")),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -107,6 +143,8 @@ class Tenant:
             "enabled": self.enabled,
             **asdict(self.limits),
             "models": list(self.limits.models),
+            "webhook_url": self.webhooks.url,
+            "callback_hosts": list(self.webhooks.callback_hosts),
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
         }

@@ -25,6 +25,7 @@ from gateway.accounts import (
     TenantExists,
     UnknownKey,
     UnknownTenant,
+    Webhooks,
 )
 from gateway.directory import TenantDirectory
 from gateway.settings import Settings
@@ -50,7 +51,21 @@ def _describe(tenant: Tenant) -> str:
         f"max_concurrent {limit(limits.max_concurrent)}, "
         f"daily_images {limit(limits.daily_images)}, "
         f"models {','.join(limits.models) or 'all'}, weight {limits.weight:g}"
+        + _describe_webhooks(tenant.webhooks)
     )
+
+
+def _describe_webhooks(hooks: Webhooks) -> str:
+    text = f", webhook {hooks.url}" if hooks.url else ""
+    if hooks.callback_hosts:
+        text += f", callback hosts {','.join(hooks.callback_hosts)}"
+    return text
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    """``h1,h2``; ``none`` (or nothing) for no host."""
+    names = tuple(h.strip() for h in value.split(",") if h.strip())
+    return () if names in {(), ("none",)} else names
 
 
 def _print_new_key(key: NewKey) -> None:
@@ -60,8 +75,11 @@ def _print_new_key(key: NewKey) -> None:
 
 async def _create(directory: TenantDirectory, args: argparse.Namespace) -> None:
     limits = Limits(args.rpm, args.max_concurrent, args.daily_images, args.models, args.weight)
-    tenant, key = await directory.create(args.name, limits, args.label)
+    webhooks = Webhooks(args.webhook_url, args.callback_hosts)
+    tenant, key = await directory.create(args.name, limits, args.label, webhooks)
+    secret = await directory.new_webhook_secret(args.name)
     print(f"created tenant {_describe(tenant)}")
+    print(f"webhook secret (shown only now; `tenants webhook-secret` makes a new one): {secret}")
     _print_new_key(key)
 
 
@@ -81,13 +99,27 @@ async def _show(directory: TenantDirectory, args: argparse.Namespace) -> None:
 
 
 async def _update(directory: TenantDirectory, args: argparse.Namespace) -> None:
-    names = ("rpm", "max_concurrent", "daily_images", "models", "weight")
+    names = (
+        "rpm",
+        "max_concurrent",
+        "daily_images",
+        "models",
+        "weight",
+        "webhook_url",
+        "callback_hosts",
+    )
     changes: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     print(_describe(await directory.update(args.name, enabled=args.enabled, **changes)))
 
 
 async def _disable(directory: TenantDirectory, args: argparse.Namespace) -> None:
     print(_describe(await directory.update(args.name, enabled=False)))
+
+
+async def _webhook_secret(directory: TenantDirectory, args: argparse.Namespace) -> None:
+    secret = await directory.new_webhook_secret(args.name)
+    print(f"tenant {args.name} has a new webhook secret, shown only now; the old one is void:")
+    print(secret)
 
 
 async def _usage(directory: TenantDirectory, args: argparse.Namespace) -> None:
@@ -153,6 +185,15 @@ def _limit_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         "--models", type=_models, default=value(()), help="m1,m2 or 'all' (default: all)"
     )
     parser.add_argument("--weight", type=float, default=value(1.0), help="fair-queue share")
+    parser.add_argument(
+        "--webhook-url", default=value(""), help="where finished tasks are POSTed ('' for none)"
+    )
+    parser.add_argument(
+        "--callback-hosts",
+        type=_hosts,
+        default=value(()),
+        help="h1,*.example.com,10.0.0.0/8: hosts per-request callbacks may name ('none': none)",
+    )
 
 
 def _tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,6 +216,9 @@ def _tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     disable = actions.add_parser("disable", help="refuse all of the tenant's requests")
     disable.add_argument("name")
     disable.set_defaults(action=_disable)
+    secret = actions.add_parser("webhook-secret", help="a new webhook signing secret (shown once)")
+    secret.add_argument("name")
+    secret.set_defaults(action=_webhook_secret)
     usage = actions.add_parser("usage", help="counters per UTC day (JSON)")
     usage.add_argument("name")
     usage.add_argument("--start", type=date.fromisoformat, help="YYYY-MM-DD (default: today)")

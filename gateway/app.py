@@ -6,26 +6,30 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.bodies import BodyLimitMiddleware
+from gateway.connections import UNAVAILABLE_ERRORS, open_redis, unavailable
 from gateway.directory import TenantDirectory
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError
+from gateway.image_reader import open_image_reader
 from gateway.image_urls import open_presigner
 from gateway.logs import context_value
 from gateway.metrics import MetricsMiddleware, record_rejection
 from gateway.queueing import create_celery
 from gateway.readiness import Readiness
 from gateway.responses import JsonResponse, RequestIdMiddleware, reply
-from gateway.routes import admin, files, health, metrics, tasks
+from gateway.routes import admin, events, files, health, metrics, openai_images, tasks
 from gateway.settings import Settings
 from gateway.signing import UrlSigner, shared_secret
 from gateway.store import TaskStore
 from gateway.submit import Submitter
 from gateway.tenants import KeyDirectory
+from gateway.watch import TaskWatcher
 
 log = logging.getLogger("synthgate.gateway")
 
@@ -37,11 +41,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(settings.redis_url, max_connections=256)
+        client = open_redis(settings)
         app.state.settings = settings
         app.state.redis = client
         app.state.store = TaskStore(client, settings.task_ttl_seconds)
-        app.state.submitter = Submitter(client, settings.feed_depth)
+        app.state.submitter = Submitter(
+            client, settings.feed_depth, settings.idempotency_ttl_seconds
+        )
+        app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
+        app.state.image_reader = await open_image_reader(settings)
         app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
         app.state.directory = TenantDirectory(client)
         if settings.storage == "s3":
@@ -60,9 +68,13 @@ def create_app(settings: Settings) -> FastAPI:
             await client.aclose()
 
     app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # Innermost: a 413 is counted in the metrics and carries the request id.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # inside RequestIdMiddleware: it reads the id
     app.add_middleware(RequestIdMiddleware)
     app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.include_router(openai_images.router)
     if settings.storage == "local":  # S3 images are downloaded from S3 itself
         app.include_router(files.router)
     app.include_router(health.router)
@@ -99,3 +111,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return reply(
             request, {"code": "InternalError", "message": "An internal error occurred."}, 500
         )
+
+    @app.exception_handler(RedisError)
+    async def redis_error(request: Request, exc: RedisError) -> JsonResponse:
+        """Redis down, timing out, full or read-only: 503 with ``Retry-After``, never a 500."""
+        if not isinstance(exc, UNAVAILABLE_ERRORS):
+            return await unexpected(request, exc)
+        log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
+        return await api_error(request, unavailable(exc))

@@ -9,7 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.admin_cli import COMMANDS as ADMIN_COMMANDS
 from gateway.admin_cli import add_admin_commands, run_admin_command
@@ -27,19 +29,42 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """The gateway alone (uvicorn, uvloop and httptools when installed)."""
+    """The gateway alone: uvicorn on uvloop and httptools, no access log (the metrics count
+    requests), in ``SYNTHGATE_GATEWAY_PROCESSES`` processes."""
     import uvicorn
 
-    from gateway.app import create_app
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's loggers go through gateway.logs, as configured
+        "access_log": False,
+        # SIGTERM: stop accepting, let requests in flight finish, then cancel what is left.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
+    if settings.gateway_processes == 1:
+        from gateway.app import create_app
 
+        uvicorn.run(create_app(settings), **options)
+        return
+    _prepare_processes(settings)
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers go through gateway.logs, as configured
-        access_log=False,
+        "gateway.asgi:app_from_env",
+        factory=True,
+        workers=settings.gateway_processes,
+        **options,
     )
+
+
+def _prepare_processes(settings: Settings) -> None:
+    """What the gateway processes read from the environment: the settings ``run`` added, and
+    a folder for prometheus_client's multiprocess mode (each scrape sums every process)."""
+    if settings.dev_api_key:
+        os.environ["SYNTHGATE_DEV_API_KEY"] = settings.dev_api_key
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="synthgate-metrics-")
 
 
 def worker(settings: Settings) -> None:
@@ -48,11 +73,18 @@ def worker(settings: Settings) -> None:
 
     serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
     from workers.celery_app import create_worker_app, worker_argv
+    from workers.runtime import served_queues
     from workers.storage import check_storage
 
     check_storage(settings)
+    hostname = f"synthgate@{socket.gethostname()}-{os.getpid()}"
+    if served_queues(settings) == [UPSTREAM_QUEUE]:
+        from workers.upstream_worker import run_upstream_worker
+
+        run_upstream_worker(settings, hostname)
+        return
     app = create_worker_app(settings)
-    app.worker_main(worker_argv(settings, f"synthgate@{socket.gethostname()}-{os.getpid()}"))
+    app.worker_main(worker_argv(settings, hostname))
 
 
 def run(settings: Settings) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import Depends, Request
 
-from gateway.errors import InvalidApiKey, InvalidParameter, TooLarge
+from gateway.bodies import decode_json
+from gateway.errors import InvalidApiKey
 from gateway.image_urls import ImageUrls
 from gateway.logs import bind
 from gateway.settings import Settings
@@ -16,23 +16,46 @@ from gateway.store import TaskStore
 from gateway.submit import Submitter, tenant_disabled
 from gateway.tenants import Caller, KeyDirectory
 
+# The state lookups are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a thread hop per dependency per request (see bench/README.md). The hot
+# routes (submit, fetch) declare only the caller and call the plain functions below: each
+# declared dependency costs FastAPI's resolver about 25 µs a request.
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
-
-def _store(request: Request) -> TaskStore:
+def store_of(request: Request) -> TaskStore:
     store: TaskStore = request.app.state.store
     return store
 
 
-def _image_urls(request: Request) -> ImageUrls:
+def image_urls_of(request: Request) -> ImageUrls:
     urls: ImageUrls = request.app.state.image_urls
     return urls
 
 
-def _signer(request: Request) -> UrlSigner:
+def submitter_of(request: Request) -> Submitter:
+    submitter: Submitter = request.app.state.submitter
+    return submitter
+
+
+async def json_body(request: Request) -> object:
+    """The request's JSON body (BodyLimitMiddleware has already read it and bounded its size)."""
+    return decode_json(await request.body(), request.headers.get("content-type", ""))
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _store(request: Request) -> TaskStore:
+    return store_of(request)
+
+
+async def _image_urls(request: Request) -> ImageUrls:
+    return image_urls_of(request)
+
+
+async def _signer(request: Request) -> UrlSigner:
     signer: UrlSigner = request.app.state.signer
     return signer
 
@@ -52,27 +75,8 @@ async def _caller(request: Request) -> Caller:
     return caller
 
 
-def _submitter(request: Request) -> Submitter:
-    submitter: Submitter = request.app.state.submitter
-    return submitter
-
-
-async def _json_body(request: Request) -> object:
-    limit = _settings(request).max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"The request body is larger than {limit} bytes.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"The request body is larger than {limit} bytes.")
-    if not body.strip():
-        raise InvalidParameter("The request body is empty; send a JSON object.")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidParameter("The request body is not valid JSON.") from None
+async def _submitter(request: Request) -> Submitter:
+    return submitter_of(request)
 
 
 AppSettings = Annotated[Settings, Depends(_settings)]
@@ -81,4 +85,4 @@ Submissions = Annotated[Submitter, Depends(_submitter)]
 Signer = Annotated[UrlSigner, Depends(_signer)]
 Links = Annotated[ImageUrls, Depends(_image_urls)]
 CurrentCaller = Annotated[Caller, Depends(_caller)]
-JsonBody = Annotated[object, Depends(_json_body)]
+JsonBody = Annotated[object, Depends(json_body)]

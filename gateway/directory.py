@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -23,11 +24,13 @@ from gateway.accounts import (
     TenantExists,
     UnknownKey,
     UnknownTenant,
+    Webhooks,
     validate_name,
 )
 from gateway.store import now_ms
 from gateway.tenants import generate_api_key, hash_api_key
 from gateway.usage import DayUsage, read_usage
+from gateway.webhooks import new_secret
 
 # An audit trail of every change: tenant names and key ids, never a key.
 log = logging.getLogger("synthgate.tenants")
@@ -63,6 +66,12 @@ redis.call('HSET', KEYS[1], 'updated_ms', ARGV[1], unpack(ARGV, 2))
 return 1
 """
 
+_SET_SECRET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
 _REVOKE = (
     keys.LUA
     + """
@@ -89,9 +98,16 @@ class TenantDirectory:
         self._add_key = client.register_script(_ADD_KEY)
         self._update = client.register_script(_UPDATE)
         self._revoke = client.register_script(_REVOKE)
+        self._set_secret = client.register_script(_SET_SECRET)
 
     def _key_args(
-        self, name: str, key_id: str, label: str, api_key: str, limits: Limits
+        self,
+        name: str,
+        key_id: str,
+        label: str,
+        api_key: str,
+        limits: Limits,
+        webhooks: Webhooks | None = None,
     ) -> tuple[list[str], list[str]]:
         digest = hash_api_key(api_key)
         script_keys = [
@@ -101,16 +117,17 @@ class TenantDirectory:
             keys.api_key(digest),
             keys.key_info(key_id),
         ]
-        fields = [item for pair in limits.fields().items() for item in pair]
+        settings = {**limits.fields(), **(webhooks.fields() if webhooks else {})}
+        fields = [item for pair in settings.items() for item in pair]
         return script_keys, [name, str(now_ms()), key_id, label, digest, *fields]
 
     async def create(
-        self, name: str, limits: Limits, label: str = "default"
+        self, name: str, limits: Limits, label: str = "default", webhooks: Webhooks | None = None
     ) -> tuple[Tenant, NewKey]:
         """A new tenant with one new key; raises :class:`TenantExists`."""
         validate_name(name)
         api_key, key_id = generate_api_key(), _new_key_id()
-        script_keys, args = self._key_args(name, key_id, label, api_key, limits)
+        script_keys, args = self._key_args(name, key_id, label, api_key, limits, webhooks)
         if not await self._create(keys=script_keys, args=args):
             raise TenantExists(f"tenant {name!r} exists already")
         log.info("tenant %s created with key %s", name, key_id, extra={"tenant": name})
@@ -141,13 +158,29 @@ class TenantDirectory:
         log.info("key %s of tenant %s revoked", key_id, info.tenant, extra={"tenant": info.tenant})
         return info
 
-    async def update(self, name: str, *, enabled: bool | None = None, **changes: Any) -> Tenant:
-        """Change some limits (named as :class:`Limits`' fields) and/or switch the tenant on
-        or off. Only the changed fields are written, so concurrent updates of different
-        fields both hold."""
+    async def update(
+        self,
+        name: str,
+        *,
+        enabled: bool | None = None,
+        webhook_url: str | None = None,
+        callback_hosts: Sequence[str] | None = None,
+        **changes: Any,
+    ) -> Tenant:
+        """Change some limits (named as :class:`Limits`' fields), the webhook settings, and/or
+        switch the tenant on or off. Only the changed fields are written, so concurrent
+        updates of different fields both hold."""
         current = await self.get(name)
         limits = dataclasses.replace(current.limits, **changes)  # validates the result
         fields = {key: value for key, value in limits.fields().items() if key in changes}
+        hooks = Webhooks(
+            current.webhooks.url if webhook_url is None else webhook_url.strip(),
+            current.webhooks.callback_hosts if callback_hosts is None else tuple(callback_hosts),
+        )
+        if webhook_url is not None:
+            fields["webhook_url"] = hooks.fields()["webhook_url"]
+        if callback_hosts is not None:
+            fields["callback_hosts"] = hooks.fields()["callback_hosts"]
         if enabled is not None:
             fields["enabled"] = "1" if enabled else "0"
         args = [str(now_ms()), *[item for pair in fields.items() for item in pair]]
@@ -155,6 +188,16 @@ class TenantDirectory:
             raise UnknownTenant(name)
         log.info("tenant %s updated: %s", name, fields, extra={"tenant": name})
         return await self.get(name)
+
+    async def new_webhook_secret(self, name: str) -> str:
+        """A new secret signing the tenant's webhooks, replacing the old one at once; it is
+        returned only now."""
+        secret = new_secret()
+        script_keys = [keys.tenant(name), keys.tenant_webhook_secret(name)]
+        if not await self._set_secret(keys=script_keys, args=[secret]):
+            raise UnknownTenant(name)
+        log.info("tenant %s has a new webhook secret", name, extra={"tenant": name})
+        return secret
 
     async def get(self, name: str) -> Tenant:
         data: dict[bytes, bytes] = await self._redis.hgetall(keys.tenant(name))  # type: ignore[assignment]

@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from gateway.catalog import MODELS, UPSTREAM_QUEUE
-from gateway.queueing import generate_message
+from gateway.queueing import TaskMessages
 from gateway.queues import pool_depth
 from gateway.settings import Settings
 
@@ -15,7 +15,7 @@ class Dispatcher:
     """Routes a model to its local GPU pool, the upstream pool, or local with spill-over."""
 
     def __init__(self, celery: Celery, client: aioredis.Redis, settings: Settings) -> None:
-        self._celery = celery
+        self._messages = TaskMessages(celery)
         self._redis = client
         self._settings = settings
 
@@ -33,4 +33,4 @@ class Dispatcher:
     def message(self, task_id: str, queue: str) -> bytes:
         """The message that runs the task on ``queue`` (only the task id: the record is the
         truth); the fair queue moves it into the Celery queue when the task's turn comes."""
-        return generate_message(self._celery, task_id, queue)
+        return self._messages.message(task_id, queue)

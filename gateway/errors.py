@@ -9,7 +9,8 @@
 ├── ``Conflict``              409 Conflict
 ├── ``TooLarge``              413 BadRequest.TooLarge
 ├── ``Throttling``            429 Throttling (``.RateQuota``, ``.AllocationQuota``)
-└── ``InternalError``         500 InternalError
+├── ``InternalError``         500 InternalError
+└── ``ServiceUnavailable``    503 ServiceUnavailable (Redis unreachable; with ``Retry-After``)
 
 One handler (:func:`gateway.app.create_app`) turns each into
 ``{"code", "message", "request_id"}``, with the error's ``headers`` (``Retry-After``,
@@ -87,3 +88,19 @@ class Throttling(ApiError):
 class InternalError(ApiError):
     status_code = 500
     code = "InternalError"
+
+
+class ServiceUnavailable(ApiError):
+    """Redis is unreachable or not answering in time; the client may retry after ``Retry-After``."""
+
+    status_code = 503
+    code = "ServiceUnavailable"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A client's value for an error message: its repr, clipped (a body may be 64 KiB)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of over 4,300 digits, deep nesting
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,9 +20,14 @@ its pool, and is *fed* into the pool's Celery queue from there:
 - The pool's ``backlog`` list holds one token per task in any tenant list, so
   ``LLEN`` gives the backlog to KEDA (whose Redis scaler reads list lengths only)
   and to spill-over routing.
+- Priority (:mod:`gateway.priority`) orders a tenant's own tasks: a tenant has one list
+  per level for the pool (``keys.pending_level``; the ``normal`` one's name stands for
+  the tenant in ``ready``), and the tenant's turn takes the oldest task of its highest
+  non-empty level. Between tenants nothing changes.
 
 The Lua functions below are pasted into the scripts that need them
-(``gateway.submit``, ``gateway.store``); :class:`PoolFeeder` runs a feed alone.
+(``gateway.submit``, ``gateway.store``), after :data:`gateway.keys.LUA`, whose
+``k_pending_level`` they use; :class:`PoolFeeder` runs a feed alone.
 """
 
 from __future__ import annotations
@@ -36,13 +41,34 @@ from gateway import keys
 DEFAULT_DEPTH = 2
 
 LUA = """
+-- A tenant's levels, highest first (gateway.priority.ORDER).
+local FQ_LEVELS = {'interactive', 'normal', 'batch'}
+
 -- Integer strides keep passes exact (a float 1/3 would drift and reorder ties).
 local function fq_stride(weight)
   return math.floor(1000000 / weight + 0.5)
 end
 
-local function fq_enqueue(pending, backlog, ready, fair, task, stride)
-  redis.call('LPUSH', pending, task)
+-- Tasks waiting in all of a tenant's levels.
+local function fq_waiting(pending)
+  local total = 0
+  for _, level in ipairs(FQ_LEVELS) do
+    total = total + redis.call('LLEN', k_pending_level(pending, level))
+  end
+  return total
+end
+
+-- The tenant's next task: the oldest of its highest non-empty level.
+local function fq_pop(pending)
+  for _, level in ipairs(FQ_LEVELS) do
+    local task = redis.call('RPOP', k_pending_level(pending, level))
+    if task then return task end
+  end
+  return false
+end
+
+local function fq_enqueue(pending, backlog, ready, fair, task, stride, level)
+  redis.call('LPUSH', k_pending_level(pending, level or 'normal'), task)
   redis.call('LPUSH', backlog, 1)
   redis.call('HSET', fair, 's|' .. pending, stride)
   if not redis.call('ZSCORE', ready, pending) then
@@ -57,11 +83,13 @@ local function fq_retire(ready, fair, pending, pass)
   redis.call('HSET', fair, 'p|' .. pending, pass)
 end
 
--- Take a canceled task out of its tenant list; true when it was there.
+-- Take a canceled task out of its tenant list (its record names the level); true when it
+-- was there.
 local function fq_remove(pending, backlog, ready, fair, task)
-  if redis.call('LREM', pending, 1, task) == 0 then return false end
+  local level = redis.call('HGET', task, 'priority') or 'normal'
+  if redis.call('LREM', k_pending_level(pending, level), 1, task) == 0 then return false end
   redis.call('RPOP', backlog)
-  if redis.call('LLEN', pending) == 0 then
+  if fq_waiting(pending) == 0 then
     fq_retire(ready, fair, pending, redis.call('ZSCORE', ready, pending) or 0)
   end
   return true
@@ -73,10 +101,10 @@ local function fq_feed(queue, backlog, ready, fair, starting, depth, now)
     local head = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
     if #head == 0 then break end
     local pending, pass = head[1], tonumber(head[2])
-    local task = redis.call('RPOP', pending)
+    local task = fq_pop(pending)
     if task then
       redis.call('RPOP', backlog)
-      local row = redis.call('HMGET', task, 'status', 'message')
+      local row = redis.call('HMGET', task, 'status', 'envelope')
       -- a record that expired while it waited has nothing left to run
       if row[1] == 'PENDING' and row[2] then
         redis.call('LPUSH', queue, row[2])
@@ -87,7 +115,7 @@ local function fq_feed(queue, backlog, ready, fair, starting, depth, now)
       redis.call('HSET', fair, 'vtime', head[2])
       pass = pass + tonumber(redis.call('HGET', fair, 's|' .. pending) or fq_stride(1))
     end
-    if redis.call('LLEN', pending) > 0 then
+    if fq_waiting(pending) > 0 then
       redis.call('ZADD', ready, pass, pending)
     else
       fq_retire(ready, fair, pending, pass)
@@ -98,7 +126,8 @@ end
 """
 
 _FEED = (
-    LUA
+    keys.LUA
+    + LUA
     + """
 return fq_feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """

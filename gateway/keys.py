@@ -20,6 +20,31 @@ def tenant_tasks(tenant: str) -> str:
     return f"{PREFIX}:tenant:{tenant}:tasks"
 
 
+# The listing indexes (see gateway/taskindex.py): one sorted set per filter a list can ask
+# for, so that a page is a range read whatever the tenant has.
+
+
+def tenant_model_tasks(tenant: str, model: str) -> str:
+    """Sorted set: a tenant's task ids of one model, scored by submit time (ms)."""
+    return f"{PREFIX}:tenant:{tenant}:model:{model}:tasks"
+
+
+def tenant_status_tasks(tenant: str, status: str) -> str:
+    """Sorted set: a tenant's task ids that ended with one final status, by submit time (ms)."""
+    return f"{PREFIX}:tenant:{tenant}:status:{status}:tasks"
+
+
+def tenant_model_status_tasks(tenant: str, model: str, status: str) -> str:
+    """Sorted set: a tenant's task ids of one model and final status, by submit time (ms)."""
+    return f"{PREFIX}:tenant:{tenant}:model:{model}:status:{status}:tasks"
+
+
+def tenant_expiring(tenant: str) -> str:
+    """Sorted set: the tenant's finished tasks as ``status|model|task_id``, scored by when
+    their record expires (ms): what takes them out of the listing indexes."""
+    return f"{PREFIX}:tenant:{tenant}:expiring"
+
+
 def api_key(key_hash: str) -> str:
     """Hash: the tenant (and key id) an API key's SHA-256 belongs to."""
     return f"{PREFIX}:apikey:{key_hash}"
@@ -73,6 +98,28 @@ def tenant_usage(name: str, day: str) -> str:
     return f"{PREFIX}:usage:{name}:{day}"
 
 
+def idempotency(tenant: str, idempotency_key: str) -> str:
+    """Hash: the task a tenant's ``Idempotency-Key`` made, and its request's fingerprint
+    (tenant names have no ``:``, so the key after them is unambiguous)."""
+    return f"{PREFIX}:idem:{tenant}:{idempotency_key}"
+
+
+def tenant_webhook_secret(name: str) -> str:
+    """String: the secret that signs the tenant's webhook deliveries (see gateway/webhooks.py)."""
+    return f"{PREFIX}:tenant:{name}:webhook-secret"
+
+
+def webhooks_due() -> str:
+    """Sorted set: finished tasks (record keys) with a webhook to deliver, scored by when the
+    next attempt is due (ms); a worker delivering one pushes its score ahead as a lease."""
+    return f"{PREFIX}:webhooks:due"
+
+
+def task_id_of(record_key: str) -> str:
+    """The task id in a record key (sets of record keys name tasks that way)."""
+    return record_key.removeprefix(f"{PREFIX}:task:")
+
+
 # Pools and the fair queue in front of them.
 
 
@@ -82,8 +129,14 @@ def celery_queue(pool: str) -> str:
 
 
 def pending(pool: str, tenant: str) -> str:
-    """List: a tenant's tasks (record keys) waiting to enter the pool's Celery queue."""
+    """List: a tenant's ``normal`` priority tasks (record keys) waiting to enter the pool's
+    Celery queue; its name also stands for the tenant in the pool's ``ready`` set."""
     return f"{PREFIX}:pool:{pool}:pending:{tenant}"
+
+
+def pending_level(pending_list: str, priority: str) -> str:
+    """List: the tenant's tasks of one priority level, named after its ``pending`` list."""
+    return pending_list if priority == "normal" else f"{pending_list}:{priority}"
 
 
 def backlog(pool: str) -> str:
@@ -108,16 +161,40 @@ def starting(pool: str) -> str:
     return f"{PREFIX}:pool:{pool}:starting"
 
 
+def leases(pool: str) -> str:
+    """Sorted set: the pool's RUNNING tasks (record keys), scored by when their worker's lease
+    on them expires (ms); the reaper hands a task whose lease expired to another worker."""
+    return f"{PREFIX}:pool:{pool}:leases"
+
+
 LUA = f"""
 local function k_tenant(name) return '{PREFIX}:tenant:' .. name end
 local function k_api_key(key_hash) return '{PREFIX}:apikey:' .. key_hash end
 local function k_key_info(key_id) return '{PREFIX}:key:' .. key_id end
 local function k_active(name) return '{PREFIX}:tenant:' .. name .. ':active' end
 local function k_usage(name, day) return '{PREFIX}:usage:' .. name .. ':' .. day end
+local function k_task(task_id) return '{PREFIX}:task:' .. task_id end
+local function k_tasks(tenant) return '{PREFIX}:tenant:' .. tenant .. ':tasks' end
+local function k_model_tasks(tenant, model)
+  return '{PREFIX}:tenant:' .. tenant .. ':model:' .. model .. ':tasks'
+end
+local function k_status_tasks(tenant, status)
+  return '{PREFIX}:tenant:' .. tenant .. ':status:' .. status .. ':tasks'
+end
+local function k_model_status_tasks(tenant, model, status)
+  return '{PREFIX}:tenant:' .. tenant .. ':model:' .. model .. ':status:' .. status .. ':tasks'
+end
+local function k_expiring(tenant) return '{PREFIX}:tenant:' .. tenant .. ':expiring' end
+local function k_webhooks_due() return '{PREFIX}:webhooks:due' end
 local function k_queue(pool) return pool end
 local function k_pending(pool, tenant) return '{PREFIX}:pool:' .. pool .. ':pending:' .. tenant end
+local function k_pending_level(pending, level)
+  if level == 'normal' then return pending end
+  return pending .. ':' .. level
+end
 local function k_backlog(pool) return '{PREFIX}:pool:' .. pool .. ':backlog' end
 local function k_ready(pool) return '{PREFIX}:pool:' .. pool .. ':ready' end
 local function k_fair(pool) return '{PREFIX}:pool:' .. pool .. ':fair' end
 local function k_starting(pool) return '{PREFIX}:pool:' .. pool .. ':starting' end
+local function k_leases(pool) return '{PREFIX}:pool:' .. pool .. ':leases' end
 """

@@ -69,7 +69,19 @@ REJECTIONS = Counter(
 
 
 def record_submit(tenant: str, model: str, pool: str) -> None:
-    TASKS_SUBMITTED.labels(model, tenant, pool).inc()
+    _submitted(model, tenant, pool).inc()
+
+
+# Process-level caches of labelled children: ``labels()`` takes a lock and builds a key on
+# every call, a few microseconds a request (bench/README.md). The labels are bounded.
+@functools.lru_cache(maxsize=4096)
+def _submitted(model: str, tenant: str, pool: str) -> Counter:
+    return TASKS_SUBMITTED.labels(model, tenant, pool)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_requests(tenant: str, route: str) -> Counter:
+    return TENANT_REQUESTS.labels(tenant, route)
 
 
 def record_rejection(tenant: str, code: str) -> None:
@@ -122,7 +134,7 @@ class MetricsMiddleware:
         children[1].observe(seconds)
         tenant = context_value("tenant")
         if tenant:
-            TENANT_REQUESTS.labels(tenant, route).inc()
+            _tenant_requests(tenant, route).inc()
         level = logging.INFO if status >= 400 else logging.DEBUG
         if log.isEnabledFor(level):
             log.log(

@@ -1,13 +1,14 @@
 """What waits in each pool, read from Redis in three round trips whatever the backlog.
 
-A waiting task is in one of two places (see :mod:`gateway.fairqueue`): its tenant's
-pending list for the pool (FIFO: LPUSH, RPOP; one token per task in the pool's
-``backlog`` list), or, once fed, the pool's Celery queue, which kombu's Redis transport
-keeps as a list named like the queue (LPUSH, BRPOP; the message body carries the task
-id). So the depth is two LLENs, and the oldest waiting task is the oldest of the Celery
-queue's last message and each non-empty tenant list's last entry (the pool's ``ready``
-set names those lists): one look-up per tenant with a backlog, never per task. Its
-record holds the submit time. A task a worker has taken is in neither place.
+A waiting task is in one of two places (see :mod:`gateway.fairqueue`): one of its
+tenant's pending lists for the pool (one per priority level, each FIFO: LPUSH, RPOP; one
+token per task in the pool's ``backlog`` list), or, once fed, the pool's Celery queue,
+which kombu's Redis transport keeps as a list named like the queue (LPUSH, BRPOP; the
+message body carries the task id). So the depth is two LLENs, and the oldest waiting task
+is the oldest of the Celery queue's last message and each non-empty tenant list's last
+entry (the pool's ``ready`` set names the tenants): one look-up per tenant and level with
+a backlog, never per task. Its record holds the submit time. A task a worker has taken
+is in neither place.
 
 This is the one place that knows where waiting tasks are: metrics (and whatever scales
 on queue length) read it through :func:`pool_stats` and :func:`pool_depth`.
@@ -27,6 +28,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from gateway.priority import ORDER
 from gateway.settings import Settings
 
 POOLS: tuple[str, ...] = (*LOCAL_QUEUES, UPSTREAM_QUEUE)
@@ -103,9 +105,13 @@ async def pool_stats(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> li
 
 
 async def _tenant_list_heads(
-    client: aioredis.Redis, lists_per_pool: list[list[bytes]]
+    client: aioredis.Redis, tenants_per_pool: list[list[bytes]]
 ) -> list[list[bytes]]:
-    """The oldest entry (a record key) of each tenant list, grouped by pool."""
+    """The oldest entry (a record key) of each tenant's list of each level, grouped by pool."""
+    lists_per_pool = [
+        [keys.pending_level(name.decode(), level) for name in tenants for level in ORDER]
+        for tenants in tenants_per_pool
+    ]
     async with client.pipeline(transaction=False) as pipe:
         for lists in lists_per_pool:
             for name in lists:

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Processes `synthgate serve` runs the gateway in (uvicorn workers; README "Benchmarks").
+    gateway_processes: int = Field(default=1, ge=1, le=64)
     public_url: str = ""
     storage_dir: Path = Path("var/storage")
     # Images: a local folder (one machine) or an S3-compatible bucket (see README "S3 storage").
@@ -67,7 +69,19 @@ class Settings(BaseSettings):
     # Fair queueing: tasks fed into a pool's Celery queue and not yet started, at most.
     feed_depth: int = Field(default=DEFAULT_DEPTH, ge=1, le=10_000)
     feed_interval_seconds: float = Field(default=2.0, gt=0)
-    reap_interval_seconds: float = Field(default=30.0, gt=0)
+    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # Worker leases (README "Reliability"): a worker renews its lease on each task it runs
+    # every lease/4 s; a task whose lease expired (its worker died) goes to another worker.
+    lease_seconds: float = Field(default=20.0, ge=1)
+    # Claims of one task before it FAILS as a poison task (it kept killing its worker).
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    # A task RUNNING longer than this since its claim FAILS with InternalError.Timeout.
+    task_deadline_seconds: float = Field(default=3_600.0, ge=10)
+    # A task fed to a pool and not claimed this long after its message left the queue (the
+    # worker that took it died first) is put back into the queue.
+    requeue_after_seconds: float = Field(default=20.0, ge=1)
+    # SIGTERM: how long a worker lets its tasks in flight finish before it hands them back.
+    worker_grace_seconds: float = Field(default=25.0, ge=0)
 
     sd15_weights_dir: Path | None = None
     sdxl_weights_dir: Path | None = None
@@ -84,6 +98,13 @@ class Settings(BaseSettings):
     task_ttl_seconds: int = Field(default=86_400, ge=60)
     storage_retention_days: int = Field(default=0, ge=0)  # 0: the record's life, rounded up
     max_body_bytes: int = Field(default=65_536, ge=1024)
+    # Redis as the gateway reaches it (README "Reliability"): a Redis that does not answer
+    # in time fails the request at once with 503 ServiceUnavailable instead of hanging it.
+    redis_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # On SIGTERM the gateway stops accepting connections and gives the requests in flight
+    # this long to finish.
+    shutdown_timeout_seconds: int = Field(default=20, ge=0, le=3_600)
     log_level: LogLevel = "INFO"
     # "auto": JSON lines unless stderr is a terminal (see README "Observability").
     log_format: LogFormat = "auto"
@@ -103,7 +124,7 @@ class Settings(BaseSettings):
     upstream_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
     upstream_api_key: SecretStr = SecretStr("")
     upstream_max_inflight: int = Field(default=256, ge=1, le=4096)
-    upstream_max_connections: int = Field(default=16, ge=1, le=1024)
+    upstream_max_connections: int = Field(default=8, ge=1, le=1024)
     upstream_deadline_seconds: float = Field(default=900.0, gt=0)
     upstream_request_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_poll_initial_seconds: float = Field(default=1.0, gt=0)
@@ -111,6 +132,24 @@ class Settings(BaseSettings):
     upstream_retry_max_seconds: float = Field(default=30.0, gt=0)
     upstream_result_hosts: str = "*.aliyuncs.com"
     upstream_result_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+    # Progress and webhooks (README "Progress and webhooks").
+    progress_interval_seconds: float = Field(default=0.25, ge=0)  # between progress writes
+    webhook_allow_private: bool = False  # let callbacks reach private/loopback addresses
+    webhook_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=20.0, gt=0)  # doubling after each failure
+    webhook_backoff_max_seconds: float = Field(default=320.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # one delivery request
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)  # how often workers look for due ones
+
+    # Beyond DashScope (README "Beyond DashScope"): idempotent submits, task event streams,
+    # and the OpenAI-compatible images endpoint.
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)  # how long a key names its task
+    events_poll_seconds: float = Field(default=0.25, ge=0.05, le=10)  # a stream's look at its task
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0)  # comment lines while idle
+    events_max_seconds: float = Field(default=600.0, gt=0)  # a stream then ends; clients reconnect
+    openai_default_model: str = "stable-diffusion-xl"
+    openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
 
     @field_validator("redis_url")
     @classmethod
@@ -141,6 +180,15 @@ class Settings(BaseSettings):
         unknown = sorted(set(value) - set(MODELS))
         if unknown:
             raise ValueError(f"unknown models {unknown}; known: {sorted(MODELS)}")
+        return value
+
+    @field_validator("openai_default_model")
+    @classmethod
+    def _known_default_model(cls, value: str) -> str:
+        from gateway.catalog import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; known: {sorted(MODELS)}")
         return value
 
     @field_validator("s3_bucket")

@@ -39,6 +39,11 @@ class UrlSigner:
 
     def valid(self, key: str, expires: str, signature: str) -> bool:
         """True when the signature matches and the URL has not expired."""
-        if not expires.isdigit() or int(expires) < time.time():
+        # ASCII digits only, and few: int() raises on "²" and on 5,000 digits.
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
             return False
-        return hmac.compare_digest(self._signature(key, int(expires)), signature)
+        if int(expires) < time.time():
+            return False
+        # As bytes: compare_digest raises on str with non-ASCII characters.
+        expected = self._signature(key, int(expires)).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))

@@ -10,8 +10,10 @@ day of the submit, even if the task ends the next day.
 
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import redis.asyncio as aioredis
 
@@ -39,7 +41,12 @@ FIELDS = (
 
 def utc_day(ms: int) -> str:
     """The UTC day of a time in ms, as ``YYYYMMDD`` (the usage key's suffix)."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y%m%d")
+    return _day(ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=8)  # process-level: two lookups a submit, one new day a day
+def _day(days: int) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(days * 86_400))
 
 
 def ms_until_next_day(ms: int) -> int:

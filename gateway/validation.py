@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.catalog import MODELS, ModelSpec
-from gateway.errors import InvalidParameter
+from gateway.errors import InvalidParameter, shown
 from gateway.jobs import GenerationRequest
 
 MAX_PROMPT_WORDS = 75
@@ -56,7 +56,7 @@ def _model(value: object, models: Mapping[str, ModelSpec]) -> ModelSpec:
     spec = models.get(value)
     if spec is None:
         known = ", ".join(sorted(models))
-        raise InvalidParameter(f"Model not exist: {value!r}. Available models: {known}.")
+        raise InvalidParameter(f"Model not exist: {shown(value)}. Available models: {known}.")
     return spec
 
 
@@ -99,7 +99,7 @@ def _size(value: object, spec: ModelSpec) -> tuple[int, int]:
     match = _SIZE.match(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidParameter(
-            f"Field 'parameters.size' must be a string like '1024*1024', got {value!r}."
+            f"Field 'parameters.size' must be a string like '1024*1024', got {shown(value)}."
         )
     size = (int(match.group(1)), int(match.group(2)))
     if size not in spec.sizes:
@@ -116,10 +116,10 @@ def _integer(params: Mapping[str, Any], name: str, default: int | None, low: int
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameter(f"Field 'parameters.{name}' must be an integer, got {value!r}.")
+        raise InvalidParameter(f"Field 'parameters.{name}' must be an integer, got {shown(value)}.")
     if not low <= value <= high:
         raise InvalidParameter(
-            f"Field 'parameters.{name}' must be between {low} and {high}, got {value}."
+            f"Field 'parameters.{name}' must be between {low} and {high}, got {shown(value)}."
         )
     return value
 
@@ -129,9 +129,9 @@ def _number(params: Mapping[str, Any], name: str, default: float, low: float, hi
     if value is None:
         return float(default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidParameter(f"Field 'parameters.{name}' must be a number, got {value!r}.")
+        raise InvalidParameter(f"Field 'parameters.{name}' must be a number, got {shown(value)}.")
     if not low <= value <= high:
         raise InvalidParameter(
-            f"Field 'parameters.{name}' must be between {low:g} and {high:g}, got {value}."
+            f"Field 'parameters.{name}' must be between {low:g} and {high:g}, got {shown(value)}."
         )
     return float(value)

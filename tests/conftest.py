@@ -15,6 +15,7 @@ from fixtures.s3 import AWS_ENV, MotoServer, s3_env
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
 from fixtures.stack import Gateways, Stack, start_gateways, start_stack
 from fixtures.tenants import register_tenant
+from fixtures.webhooks import HookStack, start_hook_stack
 
 from gateway.catalog import LOCAL_QUEUES, MODELS
 
@@ -172,3 +173,30 @@ def s3_stack(
             yield running
     finally:
         redis.stop()
+
+
+@pytest.fixture(scope="session")
+def hook_stack(
+    demo_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HookStack]:
+    """Gateway (admin API on) + an SD1.5 worker delivering webhooks within a second, on a
+    Redis of their own, and a webhook receiver on 127.0.0.1."""
+    with start_hook_stack(tmp_path_factory.mktemp("hooks"), demo_weights_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def idle_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
+    """One gateway on a Redis of its own with no worker (its tasks stay PENDING), whose task
+    event streams live 1.5 s with a heartbeat every 0.3 s and whose synchronous OpenAI
+    calls wait 1 s."""
+    env = {
+        "SYNTHGATE_EVENTS_MAX_SECONDS": "1.5",
+        "SYNTHGATE_EVENTS_HEARTBEAT_SECONDS": "0.3",
+        "SYNTHGATE_OPENAI_WAIT_SECONDS": "1",
+    }
+    with (
+        running_redis(tmp_path_factory.mktemp("idle-redis")) as redis,
+        start_gateways(redis, tmp_path_factory.mktemp("idle"), 1, env) as gateways,
+    ):
+        yield gateways

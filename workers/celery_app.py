@@ -17,8 +17,7 @@ from gateway.settings import Settings
 from workers.generate import run_generate
 from workers.heartbeat import Heartbeat
 from workers.runtime import get_runtime, served_queues
-from workers.storage.sweep import sweep_while_running
-from workers.upkeep import upkeep_while_running
+from workers.services import run_with_celery_worker, worker_services
 
 log = logging.getLogger("synthgate.worker")
 
@@ -29,8 +28,7 @@ def create_worker_app(settings: Settings) -> Celery:
     # Loading a pipeline in a new pool process takes far longer than Celery's 4 s default.
     app.conf.worker_proc_alive_timeout = 600
     queues = served_queues(settings)
-    sweep_while_running(settings)
-    upkeep_while_running(settings, queues)
+    run_with_celery_worker(worker_services(settings, queues))
     # A receiver tells Celery that logging is configured (gateway.logs): it then adds no
     # handler of its own and leaves stdout alone, in this process and in its children.
     setup_logging.connect(_logging_is_configured, weak=False)
@@ -67,18 +65,15 @@ def _logging_is_configured(**_: Any) -> None:
 
 
 def worker_argv(settings: Settings, hostname: str) -> list[str]:
-    """The ``celery worker`` arguments synthgate runs with.
-
-    GPU pools: prefork, one process per GPU (``worker_concurrency``). The upstream pool
-    only waits on HTTP, so it runs ``upstream_max_inflight`` threads in one process.
-    """
+    """The ``celery worker`` arguments synthgate runs the GPU pools with: prefork, one
+    process per GPU (``worker_concurrency``), each taking one task at a time. (The
+    upstream pool runs no Celery worker: see ``workers/upstream_worker.py``.)"""
     queues = served_queues(settings)
-    if UPSTREAM_QUEUE in queues and len(queues) > 1:
+    if UPSTREAM_QUEUE in queues:
         raise SystemExit(
             "synthgate: run the upstream pool in a worker of its own "
             f"(SYNTHGATE_WORKER_QUEUES={UPSTREAM_QUEUE}), not with {queues}"
         )
-    upstream = queues == [UPSTREAM_QUEUE]
     return [
         # Celery prints its start-up banner to stdout, which would break a JSON log stream.
         *(["--quiet"] if uses_json(settings) else []),
@@ -86,13 +81,11 @@ def worker_argv(settings: Settings, hostname: str) -> list[str]:
         "--queues",
         ",".join(queues),
         "--concurrency",
-        str(settings.upstream_max_inflight if upstream else settings.worker_concurrency),
+        str(settings.worker_concurrency),
         "--pool",
-        "threads" if upstream else "prefork",
-        # Upstream threads take the next message from the worker's own buffer the moment they
-        # free up; with prefetch == threads, each freed slot waits for a broker round trip.
+        "prefork",
         "--prefetch-multiplier",
-        "2" if upstream else "1",
+        "1",
         "--hostname",
         hostname,
         "--loglevel",

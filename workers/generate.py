@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
 
 from gateway.jobs import ImageOutcome, image_key
 from gateway.logs import log_context
@@ -19,56 +24,142 @@ log = logging.getLogger("synthgate.worker")
 STORAGE_CODE = "InternalError.Storage"
 STORAGE_MESSAGE = "The images could not be stored; please retry the task."
 
+_T = TypeVar("_T")
+
 # A final status, the results to record, and the failure's code and message ('' on success).
-_Verdict = tuple[TaskStatus, list[dict[str, str]], str, str]
+Verdict = tuple[TaskStatus, list[dict[str, str]], str, str]
 
 
 def run_generate(task_id: str, runtime: WorkerRuntime) -> TaskStatus | None:
     """Run one task to a final status; returns it (None when there was nothing to run)."""
-    claim = runtime.store.claim(task_id)
-    if claim is None:
-        log.warning("task %s has no record (expired or never written); dropping it", task_id)
-        return None
-    if claim.request is None:
-        log.info("task %s is %s; not running it", task_id, claim.previous.value)
+    store = runtime.store
+    claim = with_redis_retry(lambda: store.claim(task_id), runtime.settings.lease_seconds)
+    if claim is None or claim.request is None:
+        log_not_runnable(task_id, claim)
         return None
     context = log_context(task_id=task_id, tenant=claim.tenant, model=claim.request.model)
-    with context, metrics.task_running(claim) as started:
+    with context, runtime.leases.hold(task_id), metrics.task_running(claim) as started:
+        if claim.attempts > 1:
+            log.warning(
+                "task %s: attempt %d, taking over (%d images stored before)",
+                task_id,
+                claim.attempts,
+                len(claim.stored),
+            )
         status, results, code, message = _execute(task_id, claim, runtime)
-        runtime.store.finish(task_id, status, results, code, message)
-        metrics.task_finished(claim, status, code, results, started)
-        log.info(
-            "task %s %s in %.2fs (%d images)",
-            task_id,
-            status.value,
-            time.perf_counter() - started,
-            sum("key" in r for r in results),
-            extra={"status": status.value, "code": code, "pool": claim.pool},
+        finished = with_redis_retry(
+            lambda: store.finish(task_id, status, results, code, message),
+            runtime.settings.lease_seconds,
         )
+        if not finished:
+            log.warning("task %s: another worker took it over; leaving it to that one", task_id)
+            return None
+        report_finished(task_id, claim, (status, results, code, message), started)
     return status
 
 
-def _execute(task_id: str, claim: Claim, runtime: WorkerRuntime) -> _Verdict:
+def report_finished(task_id: str, claim: Claim, ending: Verdict, started: float) -> None:
+    """Count a finished task in the metrics and log its end (with the attempt that ended it)."""
+    status, results, code, _ = ending
+    metrics.task_finished(claim, status, code, results, started)
+    log.info(
+        "task %s %s in %.2fs (%d images)",
+        task_id,
+        status.value,
+        time.perf_counter() - started,
+        sum("key" in r for r in results),
+        extra={"status": status.value, "code": code, "pool": claim.pool, "attempt": claim.attempts},
+    )
+
+
+def log_not_runnable(task_id: str, claim: Claim | None) -> None:
+    """Say why a delivered task is not run."""
+    if claim is None:
+        log.warning("task %s has no record (expired or never written); dropping it", task_id)
+    elif claim.attempts < 0:
+        log.info("task %s is running on another worker; skipping this copy", task_id)
+    elif claim.previous.final:
+        log.info("task %s is %s; not running it", task_id, claim.previous.value)
+    else:
+        log.error("task %s FAILED: it was claimed too many times", task_id)
+
+
+def with_redis_retry(call: Callable[[], _T], within: float) -> _T:
+    """``call()``, retried while Redis is unreachable (restarting) for up to ``within`` s."""
+    give_up = time.monotonic() + within
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except redis.ConnectionError as exc:
+            if time.monotonic() >= give_up:
+                raise
+            log.warning("Redis is unreachable (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _execute(task_id: str, claim: Claim, runtime: WorkerRuntime) -> Verdict:
     """Make and store the images; every failure becomes a FAILED verdict with a code."""
     try:
-        results = _make_and_store(task_id, claim, runtime)
-    except StorageError as exc:
+        made = runtime.backend_for(claim.pool).generate(claim)
+        results = store_images(task_id, claim, made, runtime)
+    except Exception as exc:
+        return failure_verdict(task_id, exc)
+    return verdict(results)
+
+
+def failure_verdict(task_id: str, exc: Exception) -> Verdict:
+    """What a task that raised ``exc`` ends as."""
+    if isinstance(exc, StorageError):
         log.error("task %s: its images could not be stored: %s", task_id, exc)
         return TaskStatus.FAILED, [], STORAGE_CODE, STORAGE_MESSAGE
-    except TaskFailed as failure:
-        return TaskStatus.FAILED, [], failure.code, failure.message
-    except Exception as exc:  # a crash in a backend fails this task, not the worker
-        log.exception("task %s failed", task_id)
-        return TaskStatus.FAILED, [], "InternalError.Algo", _describe(exc)
-    return _verdict(results)
+    if isinstance(exc, TaskFailed):
+        return TaskStatus.FAILED, [], exc.code, exc.message
+    # A crash in a backend fails this task, not the worker.
+    log.error("task %s failed", task_id, exc_info=exc)
+    return TaskStatus.FAILED, [], "InternalError.Algo", _describe(exc)
 
 
-def _make_and_store(task_id: str, claim: Claim, runtime: WorkerRuntime) -> list[dict[str, str]]:
-    outcomes = sorted(runtime.backend_for(claim.pool).generate(claim), key=lambda o: o.index)
-    keys = {o.index: image_key(claim.tenant, task_id, o.index, claim.submit_ms) for o in outcomes}
-    # All or none: a task never lists an image that is not stored whole.
-    runtime.uploader.put_all({keys[o.index]: o.png for o in outcomes if o.png is not None})
-    return [_result(outcome, keys[outcome.index]) for outcome in outcomes]
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    """What to store of a task's images, and the results once stored. Images a previous
+    attempt stored are neither made (backends skip them) nor stored again."""
+
+    objects: dict[str, bytes]  # storage key -> PNG
+    indexes: dict[str, int]  # storage key -> image index
+    results: list[dict[str, str]]
+
+
+def plan_images(task_id: str, claim: Claim, made: list[ImageOutcome]) -> ImagePlan:
+    assert claim.request is not None
+    keys = {i: image_key(claim.tenant, task_id, i, claim.submit_ms) for i in range(claim.request.n)}
+    outcomes = {o.index: o for o in made if o.index not in claim.stored}
+    return ImagePlan(
+        objects={keys[i]: o.png for i, o in outcomes.items() if o.png is not None},
+        indexes={keys[i]: i for i in outcomes},
+        results=[
+            {"key": keys[i]} if i in claim.stored else _result(outcomes[i], keys[i])
+            for i in sorted(set(outcomes) | claim.stored)
+        ],
+    )
+
+
+def store_images(
+    task_id: str, claim: Claim, made: list[ImageOutcome], runtime: WorkerRuntime
+) -> list[dict[str, str]]:
+    """Store the images ``made`` (all or none: a task never lists an image that is not
+    stored whole), marking each stored as soon as it is; returns the task's results."""
+    plan = plan_images(task_id, claim, made)
+
+    def stored(key: str) -> None:
+        try:
+            runtime.store.mark_stored(task_id, [plan.indexes[key]])
+        except redis.RedisError as exc:  # only a takeover would make it again
+            log.warning("could not mark %s stored: %s", key, exc)
+
+    runtime.uploader.put_all(plan.objects, on_stored=stored)
+    return plan.results
 
 
 def _result(outcome: ImageOutcome, key: str) -> dict[str, str]:
@@ -77,7 +168,7 @@ def _result(outcome: ImageOutcome, key: str) -> dict[str, str]:
     return {"key": key}
 
 
-def _verdict(results: list[dict[str, str]]) -> _Verdict:
+def verdict(results: list[dict[str, str]]) -> Verdict:
     """SUCCEEDED when at least one image was made; else FAILED with the first image's error."""
     if any("key" in r for r in results):
         return TaskStatus.SUCCEEDED, results, "", ""

@@ -90,6 +90,12 @@ UPLOAD_ERRORS = Counter(
     "Failed attempts to store an image, by storage and kind (transient, permanent).",
     ["storage", "kind"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "synthgate_worker_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), failed (tried again unless it was "
+    "the last attempt), refused (the target broke the callback rules).",
+    ["outcome"],
+)
 
 NO_CODE = "none"
 OTHER_CODE = "other"
@@ -186,3 +192,7 @@ def upload_done(storage: str, seconds: float) -> None:
 def upload_failed(storage: str, seconds: float, transient: bool) -> None:
     UPLOAD_TIME.labels(storage).observe(seconds)
     UPLOAD_ERRORS.labels(storage, "transient" if transient else "permanent").inc()
+
+
+def webhook_attempt(outcome: str) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()

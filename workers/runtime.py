@@ -7,6 +7,8 @@ shared across processes) and kept in an explicit process-level slot.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -15,10 +17,12 @@ import redis
 from gateway.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
 from gateway.jobs import ImageOutcome
 from gateway.settings import Settings
-from gateway.store import Claim, WorkerTaskStore
+from gateway.store import Claim, LeaseTerms, WorkerTaskStore
 from workers import metrics
 from workers.backends import Backend
-from workers.backends.diffusion import DiffusersBackend
+from workers.backends.diffusion import DiffusersBackend, StepHook
+from workers.leases import LeaseKeeper
+from workers.progress import ProgressRecorder
 from workers.storage import Storage, build_storage
 from workers.storage.uploads import Backoff, Uploader
 
@@ -35,15 +39,33 @@ def served_queues(settings: Settings) -> list[str]:
 class LocalBackend:
     """The diffusers backend, fed claimed tasks of the local GPU pools."""
 
-    def __init__(self, diffusers: DiffusersBackend) -> None:
+    def __init__(
+        self, diffusers: DiffusersBackend, progress: ProgressRecorder | None = None
+    ) -> None:
         self.diffusers = diffusers
+        self.progress = progress
 
     def generate(self, claim: Claim) -> list[ImageOutcome]:
         assert claim.request is not None
         model = claim.request.model
+        missing = [i for i in range(claim.request.n) if i not in claim.stored]
         return self.diffusers.generate(
-            MODELS[model].kind, claim.request, on_step=metrics.StepTimer(model)
+            MODELS[model].kind, claim.request, on_step=self._on_step(claim), indexes=missing
         )
+
+    def _on_step(self, claim: Claim) -> StepHook:
+        """The step timer's metrics, and the task's progress when it is recorded."""
+        assert claim.request is not None
+        timer = metrics.StepTimer(claim.request.model)
+        if self.progress is None:
+            return timer
+        progress = self.progress.steps(claim.task_id)
+
+        def hook(done: int, total: int) -> None:
+            timer(done, total)
+            progress(done, total)
+
+        return hook
 
     def preload(self, queue: str) -> None:
         """Load the pipelines of ``queue``'s models now, not in its first task."""
@@ -74,8 +96,10 @@ class WorkerRuntime:
     storage: Storage
     backends: dict[str, Backend] = field(default_factory=dict)
     uploader: Uploader = field(init=False)
+    leases: LeaseKeeper = field(init=False)
 
     def __post_init__(self) -> None:
+        self.leases = LeaseKeeper(self.store, self.settings.lease_seconds / 4)
         self.uploader = Uploader(
             self.storage,
             Backoff.from_settings(self.settings),
@@ -97,20 +121,29 @@ class WorkerRuntime:
 def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
     # A bounded pool: hundreds of upstream threads wait for a connection, not open hundreds.
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=30)
+    lease = LeaseTerms(
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
     store = WorkerTaskStore(
         redis.Redis(connection_pool=pool),
         settings.task_ttl_seconds,
         feed_depth=settings.feed_depth,
+        lease=lease,
     )
     runtime = WorkerRuntime(settings, store, build_storage(settings))
+    progress = ProgressRecorder(
+        redis.Redis(connection_pool=pool), settings.progress_interval_seconds
+    )
     local = [q for q in queues if q in LOCAL_QUEUES]
     if local:
         diffusers = DiffusersBackend.from_settings(settings)
-        runtime.backends.update({queue: LocalBackend(diffusers) for queue in local})
+        runtime.backends.update({queue: LocalBackend(diffusers, progress) for queue in local})
     if UPSTREAM_QUEUE in queues:
         from workers.backends.upstream import UpstreamBackend
 
-        runtime.backends[UPSTREAM_QUEUE] = UpstreamBackend(settings, store)
+        runtime.backends[UPSTREAM_QUEUE] = UpstreamBackend(settings, store, progress)
     return runtime
 
 

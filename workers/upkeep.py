@@ -11,20 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
 
 from gateway.fairqueue import PoolFeeder
-from gateway.reaper import Reaper
+from gateway.reaper import Reaper, ReaperTerms
 from gateway.settings import Settings
 from gateway.store import now_ms
 
 log = logging.getLogger("synthgate.worker")
-
-# A fed task no worker claimed within this long, whose message left the queue, is stuck.
-STALE_AFTER_SECONDS = 60.0
 
 
 class Upkeep:
@@ -38,6 +33,8 @@ class Upkeep:
         self._reaper = reaper
         self._feed_interval = settings.feed_interval_seconds
         self._reap_interval = settings.reap_interval_seconds
+        self._lease_seconds = settings.lease_seconds
+        self._last_error = float("-inf")  # when a tick last failed on Redis
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="synthgate-upkeep", daemon=True)
 
@@ -54,16 +51,25 @@ class Upkeep:
                 for pool in self._pools:
                     self._feeder.feed(pool, now_ms())
             except redis.RedisError as exc:  # Redis restarting: try again next tick
+                self._last_error = time.monotonic()
                 log.warning("upkeep failed: %s", exc)
             self._stop.wait(self._feed_interval)
 
     def _reap(self) -> None:
-        reaped = self._reaper.run(self._pools, now_ms())
-        if reaped.tasks or reaped.unstuck:
+        # Leases held by workers that were cut off from Redis with this one are renewed within
+        # a lease of the reconnection: expired leases are taken over only after that.
+        connected_for = time.monotonic() - self._last_error
+        reaped = self._reaper.run(
+            self._pools, now_ms(), take_over=connected_for >= self._lease_seconds
+        )
+        if reaped.tasks or reaped.unstuck or reaped.taken_over or reaped.poisoned:
             log.warning(
-                "reaper: %d task slots released or lost tasks failed, %d stuck entries dropped",
+                "reaper: %d slots released or tasks failed past their deadline, %d unclaimed "
+                "tasks requeued or dropped, %d tasks taken over, %d poison tasks failed",
                 reaped.tasks,
                 reaped.unstuck,
+                reaped.taken_over,
+                reaped.poisoned,
             )
 
     def stop(self) -> None:
@@ -72,22 +78,16 @@ class Upkeep:
             self._thread.join(timeout=5)
 
 
-def upkeep_while_running(settings: Settings, pools: list[str]) -> None:
-    """Run the upkeep in this worker's main process from ready to shutdown."""
-    client = redis.Redis.from_url(settings.redis_url)
-    reaper = Reaper(
-        client,
-        settings.task_ttl_seconds,
-        lost_after=2 * settings.visibility_timeout_seconds,
-        stale_after=STALE_AFTER_SECONDS,
+def reaper_terms(settings: Settings) -> ReaperTerms:
+    return ReaperTerms(
+        ttl_seconds=settings.task_ttl_seconds,
+        deadline_seconds=settings.task_deadline_seconds,
+        requeue_after_seconds=settings.requeue_after_seconds,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
     )
-    upkeep = Upkeep(client, pools, settings, reaper)
 
-    def start(**_: Any) -> None:
-        upkeep.start()
 
-    def stop(**_: Any) -> None:
-        upkeep.stop()
-
-    worker_ready.connect(start, weak=False)
-    worker_shutdown.connect(stop, weak=False)
+def build_upkeep(settings: Settings, pools: list[str]) -> Upkeep:
+    client = redis.Redis.from_url(settings.redis_url)
+    return Upkeep(client, pools, settings, Reaper(client, reaper_terms(settings)))

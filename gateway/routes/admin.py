@@ -3,7 +3,7 @@
 Mounted only when ``SYNTHGATE_ADMIN_TOKEN`` is set (without it every admin path is
 404, as if it did not exist). Each request needs ``Authorization: Bearer <token>``,
 compared in constant time; a missing or wrong token is 401 ``InvalidApiKey``. The
-only responses that carry an API key are the ones that create it.
+only responses that carry an API key or a webhook secret are the ones that create it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.accounts import AccountError, Limits, TenantExists, UnknownKey, UnknownTenant
+from gateway.accounts import (
+    AccountError,
+    Limits,
+    TenantExists,
+    UnknownKey,
+    UnknownTenant,
+    Webhooks,
+)
 from gateway.directory import TenantDirectory
 from gateway.errors import Conflict, InvalidApiKey, InvalidParameter, NotFound
 from gateway.responses import JsonResponse, reply
@@ -56,6 +63,8 @@ class TenantCreate(_Body):
     models: list[str] = Field(default_factory=list)
     weight: float = 1.0
     key_label: str = Field(default="default", max_length=200)
+    webhook_url: str = Field(default="", max_length=2048)
+    callback_hosts: list[str] = Field(default_factory=list)
 
 
 class TenantUpdate(_Body):
@@ -65,6 +74,8 @@ class TenantUpdate(_Body):
     models: list[str] | None = None
     weight: float | None = None
     enabled: bool | None = None
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    callback_hosts: list[str] | None = None
 
 
 class KeyCreate(_Body):
@@ -92,9 +103,12 @@ async def create_tenant(request: Request, body: TenantCreate, directory: Directo
         limits = Limits(
             body.rpm, body.max_concurrent, body.daily_images, tuple(body.models), body.weight
         )
-        tenant, key = await directory.create(body.name, limits, body.key_label)
+        webhooks = Webhooks(body.webhook_url.strip(), tuple(body.callback_hosts))
+        tenant, key = await directory.create(body.name, limits, body.key_label, webhooks)
+        secret = await directory.new_webhook_secret(body.name)
     created = {**key.info.to_json(), "api_key": key.api_key}
-    return reply(request, {"tenant": tenant.to_json(), "key": created}, 201)
+    answer = {"tenant": tenant.to_json(), "key": created, "webhook_secret": secret}
+    return reply(request, answer, 201)
 
 
 @router.get("/tenants")
@@ -142,6 +156,14 @@ async def enable_tenant(request: Request, name: str, directory: Directory) -> Js
     async with _account_errors():
         tenant = await directory.update(name, enabled=True)
     return reply(request, {"tenant": tenant.to_json()})
+
+
+@router.post("/tenants/{name}/webhook-secret")
+async def new_webhook_secret(request: Request, name: str, directory: Directory) -> JsonResponse:
+    """A new secret signing the tenant's webhooks; the old one stops at once."""
+    async with _account_errors():
+        secret = await directory.new_webhook_secret(name)
+    return reply(request, {"tenant": name, "webhook_secret": secret}, 201)
 
 
 @router.post("/tenants/{name}/keys")

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.deps import CurrentCaller, JsonBody, Links, Store, Submissions
+from gateway.callbacks import requested_callback, vet_submit_callback
+from gateway.deps import CurrentCaller, Store, image_urls_of, json_body, store_of, submitter_of
 from gateway.errors import AccessDenied, InvalidParameter, UnsupportedOperation
+from gateway.idempotency import REPLAYED_HEADER
 from gateway.image_urls import ImageUrls
-from gateway.logs import bind
-from gateway.metrics import record_submit
+from gateway.intake import enqueue, submit_options
+from gateway.openapi import submit_openapi
 from gateway.records import TaskRecord, TaskStatus, format_time
 from gateway.responses import JsonResponse, reply
 from gateway.validation import parse_submit
@@ -25,42 +26,50 @@ router = APIRouter(prefix="/api/v1")
 log = logging.getLogger("synthgate.gateway")
 
 
-@router.post("/services/aigc/text2image/image-synthesis")
-async def submit(
-    request: Request, caller: CurrentCaller, submitter: Submissions, body: JsonBody
-) -> JsonResponse:
+@router.post("/services/aigc/text2image/image-synthesis", openapi_extra=submit_openapi())
+async def submit(request: Request, caller: CurrentCaller) -> JsonResponse:
     """Validate, then (within the tenant's limits) record a PENDING task and queue it."""
+    body = await json_body(request)
     if request.headers.get("x-dashscope-async", "").strip().lower() != "enable":
         raise AccessDenied(
             "current user api does not support synchronous calls; "
             "send the header 'X-DashScope-Async: enable'."
         )
+    submitter = submitter_of(request)
     job = parse_submit(body)
-    task_id = str(uuid.uuid4())
-    bind(task_id=task_id, model=job.model)
-    dispatcher = request.app.state.dispatcher
-    queue = await dispatcher.queue_for(job.model)
-    message = dispatcher.message(task_id, queue)
-    accepted = await submitter.submit(caller, task_id, job, queue, message)
-    record_submit(caller.tenant, job.model, queue)
-    log.info("task %s submitted to %s", task_id, queue, extra={"pool": queue})
-    response = reply(request, {"output": {"task_id": task_id, "task_status": "PENDING"}})
+    options = submit_options(request.headers, body, "dashscope")
+    callback = requested_callback(request.headers, body)
+    if callback:
+        settings = request.app.state.settings
+        redis = request.app.state.redis
+        await vet_submit_callback(callback, caller.tenant, redis, settings.webhook_allow_private)
+    accepted = await enqueue(request, submitter, caller, job, callback=callback, options=options)
+    output = {"task_id": accepted.task_id, "task_status": "PENDING"}
+    response = reply(request, {"output": output})
     response.headers.update(accepted.headers())
+    if accepted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     return response
 
 
 @router.get("/tasks/{task_id}")
-async def fetch(
-    request: Request, task_id: str, caller: CurrentCaller, store: Store, links: Links
-) -> JsonResponse:
-    record = await store.get(task_id, caller.tenant)
+async def fetch(request: Request, task_id: str, caller: CurrentCaller) -> JsonResponse:
+    record = await store_of(request).get(task_id, caller.tenant)
+    return reply(request, task_body(request, task_id, record, image_urls_of(request)))
+
+
+def task_body(
+    request: Request, task_id: str, record: TaskRecord | None, links: ImageUrls
+) -> dict[str, Any]:
+    """The body of a task fetch (without ``request_id``): ``UNKNOWN`` when ``record`` is
+    None. Also what each task event carries (see gateway/routes/events.py)."""
     if record is None:
-        return reply(request, {"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
-    payload: dict[str, object] = {"output": record.output(_url_maker(record, links, request))}
+        return {"output": {"task_id": task_id, "task_status": TaskStatus.UNKNOWN.value}}
+    payload: dict[str, Any] = {"output": record.output(_url_maker(record, links, request))}
     usage = record.usage()
     if usage is not None:
         payload["usage"] = usage
-    return reply(request, payload)
+    return payload
 
 
 @router.post("/tasks/{task_id}/cancel")
@@ -138,7 +147,8 @@ async def list_tasks(
 
 
 def _page_number(name: str, raw: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits, and few: int() refuses "²" and 5,000-digit strings.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
         raise InvalidParameter(f"Parameter '{name}' must be an integer between {low} and {high}.")
     return int(raw)
 

@@ -121,6 +121,18 @@ def test_gateway_replicas_belong_to_the_hpa_and_the_pdb_keeps_one_up(
     assert "HorizontalPodAutoscaler" not in fixed.kinds()
 
 
+def test_gateway_drains_requests_in_flight_within_its_grace_period(
+    sets: dict[str, Rendered],
+) -> None:
+    deployment = sets["default"].get("Deployment", GATEWAY)
+    gateway = container(deployment)
+    pause = gateway["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause == ["sleep", "5"]  # the load balancer stops sending new requests first
+    drain = int(env(gateway)["SYNTHGATE_SHUTDOWN_TIMEOUT_SECONDS"]["value"])
+    assert drain == 20
+    assert int(pause[1]) + drain < pod_spec(deployment)["terminationGracePeriodSeconds"]
+
+
 def test_gpu_pool_pods_get_one_gpu_one_process_and_a_grace_period_longer_than_a_task(
     sets: dict[str, Rendered],
 ) -> None:
@@ -312,7 +324,12 @@ def test_upstream_only_runs_no_gpu_pool_and_routes_every_model_upstream(
     assert upstream["spec"]["replicas"] == 2
     assert env(worker)["SYNTHGATE_WORKER_QUEUES"]["value"] == "upstream"
     assert "nvidia.com/gpu" not in str(upstream)
-    assert pod_spec(upstream)["terminationGracePeriodSeconds"] == 900
+    # It lets tasks finish for graceSeconds, then hands the rest back, before it is killed.
+    assert env(worker)["SYNTHGATE_WORKER_GRACE_SECONDS"]["value"] == "60"
+    assert env(worker)["SYNTHGATE_UPSTREAM_MAX_INFLIGHT"]["value"] == "256"
+    assert pod_spec(upstream)["terminationGracePeriodSeconds"] == 90
+    config = rendered.get("ConfigMap", CONFIG)["data"]
+    assert (config["SYNTHGATE_LEASE_SECONDS"], config["SYNTHGATE_MAX_ATTEMPTS"]) == ("20", "3")
     routes = rendered.get("ConfigMap", CONFIG)["data"]["SYNTHGATE_ROUTES"]
     assert routes == '{"stable-diffusion-v1.5":"upstream","stable-diffusion-xl":"upstream"}'
 
@@ -363,6 +380,7 @@ def test_bundled_redis_keeps_an_append_only_file_and_never_evicts(
     server = container(redis)
     args = " ".join(server["args"])
     assert "--appendonly yes" in args
+    assert "--appendfsync everysec" in args
     assert "--maxmemory-policy noeviction" in args
     assert "--requirepass $(REDIS_PASSWORD)" in args
     assert secret_ref(server, "REDIS_PASSWORD") == (CHART_SECRET, "redis-password")

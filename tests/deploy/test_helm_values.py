@@ -137,6 +137,16 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
             {"workers": {"upstream": {"enabled": True, "terminationGracePeriodSeconds": 9000}}},
             r"workers.upstream.terminationGracePeriodSeconds \(9000\) must be below",
         ),
+        (
+            {"workers": {"upstream": {"terminationGracePeriodSeconds": 60, "graceSeconds": 60}}},
+            r"workers.upstream.terminationGracePeriodSeconds \(60\) must exceed "
+            r"workers.upstream.graceSeconds \(60\)",
+        ),
+        (
+            {"gateway": {"shutdownTimeoutSeconds": 25}},
+            r"terminationGracePeriodSeconds \(30\) must exceed gateway.preStopSleepSeconds \+ "
+            r"gateway.shutdownTimeoutSeconds \(30\)",
+        ),
         ({"storage": {"backend": "local"}}, "needs storage.local.existingClaim"),
         ({"storage": {"s3": {"accessKeyId": "AKIA"}}}, "go together"),
         ({"gateway": {"pdb": {"minAvailable": 2}}}, r"minAvailable \(2\) must be below"),
@@ -186,6 +196,8 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
     ids=[
         "gpu-grace",
         "upstream-grace",
+        "upstream-hand-back-time",
+        "gateway-drain",
         "local-claim",
         "s3-keys",
         "pdb-hpa",

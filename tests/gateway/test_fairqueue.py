@@ -100,7 +100,7 @@ def _places(client: redis.Redis, pool: str, task_ids: list[str]) -> dict[str, st
     places = {}
     for task_id in task_ids:
         status, stage, message, tenant = client.hmget(
-            keys.task(task_id), ["status", "stage", "message", "tenant"]
+            keys.task(task_id), ["status", "stage", "envelope", "tenant"]
         )
         in_list = keys.task(task_id).encode() in client.lrange(
             keys.pending(pool, tenant.decode()), 0, -1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fixtures.processes import RedisServer
 
 from gateway import keys
+from gateway.priority import ORDER
 
 
 def test_lua_key_builders_match_the_python_ones(redis_server: RedisServer) -> None:
@@ -31,3 +32,23 @@ return {k_tenant('acme'), k_api_key('abc'), k_key_info('k-1'), k_active('acme'),
         keys.fairness("gpu.sdxl"),
         keys.starting("gpu.sdxl"),
     ]
+
+
+def test_lua_builders_of_records_and_priority_level_lists_match(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    pending = keys.pending("gpu.sdxl", "acme")
+    script = (
+        keys.LUA
+        + """
+return {k_task('t-1'), k_pending_level(ARGV[1], 'interactive'),
+        k_pending_level(ARGV[1], 'normal'), k_pending_level(ARGV[1], 'batch')}
+"""
+    )
+    names = [name.decode() for name in client.eval(script, 0, pending)]
+    assert names == [
+        keys.task("t-1"),
+        *(keys.pending_level(pending, level) for level in ORDER),
+    ]
+    assert names[2] == pending  # normal tasks stay where they waited before priorities

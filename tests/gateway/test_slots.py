@@ -12,7 +12,7 @@ from fixtures.tenants import cancel_many, register_tenant, submit_direct
 
 from gateway import keys
 from gateway.jobs import GenerationRequest
-from gateway.reaper import LOST_CODE, Reaper
+from gateway.reaper import LOST_CODE, Reaper, ReaperTerms
 from gateway.records import TaskStatus
 from gateway.store import WorkerTaskStore, now_ms
 from gateway.usage import utc_day
@@ -75,7 +75,7 @@ def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     WorkerTaskStore(client, 3600, feed_depth=2).claim(task_id)
-    reaper = Reaper(client, 3600, lost_after=60, stale_after=60)
+    reaper = Reaper(client, _terms(deadline=60, requeue_after=60))
     assert reaper.run([POOL], now_ms()).tasks == 0  # claimed just now: not lost
     assert reaper.run([POOL], now_ms() + 61_000).tasks == 1
     status, code = client.hmget(keys.task(task_id), ["status", "code"])
@@ -92,19 +92,33 @@ def test_reaper_releases_the_slot_of_a_record_that_expired(
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     client.delete(keys.task(task_id))
-    Reaper(client, 3600, lost_after=60, stale_after=60).run([], now_ms() + 61_000)
+    Reaper(client, _terms(deadline=60, requeue_after=60)).run([], now_ms() + 61_000)
     assert client.zcard(keys.tenant_active(name)) == 0
 
 
-def test_reaper_unsticks_a_fed_task_whose_message_left_the_queue_unclaimed(
+def test_reaper_requeues_a_fed_task_whose_message_left_the_queue_unclaimed(
     redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     pool = POOL + "." + uuid.uuid4().hex[:6]
     _, key = tenant
     for _ in range(3):
         submit_direct(redis_server.url, key, JOB, pool)
-    client.rpop(keys.celery_queue(pool))  # a worker took it, then died before its claim
-    reaper = Reaper(client, 3600, lost_after=60, stale_after=30)
+    taken = client.rpop(keys.celery_queue(pool))  # a worker took it, then died before its claim
+    reaper = Reaper(client, _terms(deadline=60, requeue_after=30))
     assert reaper.run([pool], now_ms()).unstuck == 0  # too recent to tell
     assert reaper.run([pool], now_ms() + 31_000).unstuck == 1  # the other is still queued
-    assert client.zcard(keys.starting(pool)) == 1
+    assert client.lrange(keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
+    assert client.zcard(keys.starting(pool)) == 2
+    # Re-armed: not pushed again while its new copy waits in the queue.
+    assert reaper.run([pool], now_ms() + 31_000).unstuck == 0
+    assert client.llen(keys.celery_queue(pool)) == 2
+
+
+def _terms(*, deadline: float, requeue_after: float) -> ReaperTerms:
+    return ReaperTerms(
+        ttl_seconds=3600,
+        deadline_seconds=deadline,
+        requeue_after_seconds=requeue_after,
+        lease_seconds=20,
+        max_attempts=3,
+    )

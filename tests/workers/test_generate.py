@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ import pytest
 from fixtures.stack import Stack
 from fixtures.tenants import submit_direct
 
-from gateway.jobs import GenerationRequest
+from gateway.jobs import GenerationRequest, image_key
 from gateway.records import TaskStatus
 from gateway.settings import Settings
-from gateway.store import WorkerTaskStore
+from gateway.store import LeaseTerms, WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
 from workers.generate import run_generate
 from workers.runtime import LocalBackend, WorkerRuntime
@@ -31,10 +32,12 @@ class FlakyBackend(DiffusersBackend):
     def __init__(self, failing_seeds: set[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.failing_seeds = failing_seeds
+        self.on_seeds: Callable[[list[int]], None] = lambda seeds: None
 
     def _run_pipeline(self, pipe, generators, request, on_step):  # type: ignore[no-untyped-def]
         seeds = {g.initial_seed() for g in generators}
-        if len(generators) > 1 or seeds & self.failing_seeds:
+        self.on_seeds(sorted(seeds))
+        if (len(generators) > 1 and self.failing_seeds) or seeds & self.failing_seeds:
             raise RuntimeError("CUDA out of memory (simulated)")
         result: np.ndarray = super()._run_pipeline(pipe, generators, request, on_step)
         return result
@@ -112,3 +115,39 @@ def test_a_canceled_task_is_not_run(
     assert run_generate(task_id, _runtime(stack, demo_weights_dir, tmp_path, set())) is None
     assert client.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_a_task_taken_over_makes_and_stores_only_the_images_not_stored_before(
+    stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
+) -> None:
+    key, client = tenant
+    job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 4, 1, 7.0, 900)
+    task_id = _create(stack, key, job)
+    # A first worker stored images 0 and 2, then died: its lease ran out.
+    dead = WorkerTaskStore(
+        stack.redis.client(), 3600, lease=LeaseTerms(worker="dead:1", lease_seconds=0.001)
+    )
+    first = dead.claim(task_id)
+    assert first is not None and first.runnable
+    for index in (0, 2):
+        LocalStorage(tmp_path).put(image_key(first.tenant, task_id, index, first.submit_ms), b"x")
+    assert dead.mark_stored(task_id, [0, 2])
+    time.sleep(0.01)
+
+    runtime = _runtime(stack, demo_weights_dir, tmp_path, failing=set())
+    backend = runtime.backends[POOL]
+    assert isinstance(backend, LocalBackend) and isinstance(backend.diffusers, FlakyBackend)
+    made: list[int] = []
+    backend.diffusers.on_seeds = made.extend
+    assert run_generate(task_id, runtime) is TaskStatus.SUCCEEDED
+    assert sorted(made) == [901, 903]  # images 1 and 3 only
+    output = client.get(f"/tasks/{task_id}").json()["output"]
+    assert output["task_metrics"] == {"TOTAL": 4, "SUCCEEDED": 4, "FAILED": 0}
+    assert [r["url"].split("?")[0].rsplit("/", 1)[1] for r in output["results"]] == [
+        "0.png",
+        "1.png",
+        "2.png",
+        "3.png",
+    ]
+    kept = {p.name: p.read_bytes() for p in tmp_path.rglob("*.png")}
+    assert kept["0.png"] == b"x" and kept["2.png"] == b"x"  # not made or stored again

@@ -17,8 +17,12 @@ def test_put_then_get(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.rglob(".tmp-*")]
 
 
-def test_keys_cannot_escape_the_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "key",
+    ["../outside.png", "a/../../outside.png", "/tmp/outside.png", "a//b.png", "./a.png", "a\0.png"],
+)
+def test_keys_cannot_escape_the_folder(tmp_path: Path, key: str) -> None:
     storage = LocalStorage(tmp_path / "store")
     with pytest.raises(ValueError):
-        storage.put("../outside.png", b"x")
+        storage.put(key, b"x")
     assert not (tmp_path / "outside.png").exists()

@@ -134,29 +134,36 @@ class DiffusersBackend:
             return pipe
 
     def generate(
-        self, kind: str, request: GenerationRequest, on_step: StepHook | None = None
+        self,
+        kind: str,
+        request: GenerationRequest,
+        on_step: StepHook | None = None,
+        indexes: Sequence[int] | None = None,
     ) -> list[ImageOutcome]:
-        """Make the request's n images in one batched call; image i uses seed + i.
+        """Make the request's n images (or those of ``indexes``, when a previous attempt
+        stored the others) in one batched call; image i uses seed + i.
 
         If the batch fails (e.g. out of memory), the images are made one by
         one and each failure is recorded on its own image. ``on_step`` then
         runs through the steps once per image.
         """
+        wanted = list(range(request.n) if indexes is None else indexes)
+        if not wanted:
+            return []
         pipe = self.load(kind)
+        seeds = [request.seed + index for index in wanted]
         with self._run_locks[kind]:
             try:
-                images = self._run_pipeline(
-                    pipe, generators(pipe, request.seeds()), request, on_step
-                )
+                images = self._run_pipeline(pipe, generators(pipe, seeds), request, on_step)
             except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError too
                 logger.warning(
-                    "batch of %d %s images failed, retrying one by one: %s", request.n, kind, exc
+                    "batch of %d %s images failed, retrying one by one: %s", len(wanted), kind, exc
                 )
             else:
-                return [_outcome(index, image) for index, image in enumerate(images)]
+                return [_outcome(index, image) for index, image in zip(wanted, images, strict=True)]
             # Outside the except block, so the failed call's tensors are already freed.
             _release_cached_memory()
-            return [self._generate_one(pipe, request, index, on_step) for index in range(request.n)]
+            return [self._generate_one(pipe, request, index, on_step) for index in wanted]
 
     def generate_batch(
         self,

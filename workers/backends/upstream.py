@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from workers.backends.upstream_http import (
     UpstreamClient,
     sleep_until_or_fail,
 )
+from workers.progress import ProgressRecorder
 
 log = logging.getLogger("synthgate.worker.upstream")
 
@@ -73,9 +75,12 @@ class LatencyEstimate:
 class UpstreamBackend:
     """Runs claimed tasks on DashScope (or anything speaking its protocol)."""
 
-    def __init__(self, settings: Settings, store: WorkerTaskStore) -> None:
+    def __init__(
+        self, settings: Settings, store: WorkerTaskStore, progress: ProgressRecorder | None = None
+    ) -> None:
         self._settings = settings
         self._store = store
+        self._progress = progress
         self._loop = LoopThread("synthgate-upstream-io")
         http = self._loop.run(_client(settings))
         self._http = http
@@ -96,16 +101,34 @@ class UpstreamBackend:
         self._latency = LatencyEstimate(settings.upstream_poll_initial_seconds)
 
     def generate(self, claim: Claim) -> list[ImageOutcome]:
+        """:meth:`make`, for a caller outside the backend's event loop."""
+
+        async def annotate(task_id: str, field: str, value: str) -> object:
+            return self._store.annotate(task_id, field, value)
+
+        return self._loop.run(self.make(claim, annotate, self.status_hook(claim.task_id)))
+
+    async def make(
+        self,
+        claim: Claim,
+        annotate: Callable[[str, str, str], Awaitable[object]],
+        on_status: Callable[[str], None] | None = None,
+    ) -> list[ImageOutcome]:
+        """The task's images not stored before (see ``Claim.stored``), on :attr:`loop`.
+
+        ``annotate(task_id, field, value)`` records the upstream task id in our record
+        before waiting on it, so that a task taken over resumes it instead of paying twice.
+        """
         assert claim.request is not None
         request = claim.request
         deadline = claim.scheduled_ms / 1000 + self._settings.upstream_deadline_seconds
         upstream_id = claim.upstream_task_id
         if not upstream_id:
-            upstream_id = self._loop.run(self._submit(request, deadline))
-            self._store.annotate(claim.task_id, "upstream_task_id", upstream_id)
+            upstream_id = await self._submit(request, deadline)
+            await annotate(claim.task_id, "upstream_task_id", upstream_id)
         else:
             log.info("task %s resumes upstream task %s", claim.task_id, upstream_id)
-        output = self._loop.run(self._wait(upstream_id, request.model, deadline))
+        output = await self._wait(upstream_id, request.model, deadline, on_status)
         status = output.get("task_status")
         if status == "FAILED":
             raise TaskFailed(
@@ -114,7 +137,12 @@ class UpstreamBackend:
             )
         if status != "SUCCEEDED":
             raise TaskFailed(UPSTREAM_CODE, f"The upstream service reports the task {status}.")
-        return self._loop.run(self._collect(output, request.n, deadline))
+        return await self._collect(output, request.n, deadline, claim.stored)
+
+    @property
+    def loop(self) -> LoopThread:
+        """The event loop the backend's HTTP client lives on."""
+        return self._loop
 
     def close(self) -> None:
         self._loop.run(self._http.aclose())
@@ -134,7 +162,29 @@ class UpstreamBackend:
             raise TaskFailed(UPSTREAM_CODE, "The upstream service accepted the task without an id.")
         return task_id
 
-    async def _wait(self, upstream_id: str, model: str, deadline: float) -> dict[str, Any]:
+    def status_hook(self, task_id: str) -> Callable[[str], None] | None:
+        """Records each new upstream status as rough progress, off the event loop (the
+        write is a blocking Redis call)."""
+        progress = self._progress
+        if progress is None:
+            return None
+        seen: set[str] = set()
+
+        def on_status(status: str) -> None:
+            if status not in seen:
+                seen.add(status)
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(None, progress.upstream_status, task_id, status)
+
+        return on_status
+
+    async def _wait(
+        self,
+        upstream_id: str,
+        model: str,
+        deadline: float,
+        on_status: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
         started = time.time()
         expected = self._latency.expected(model)
         # First look just after it is expected to be done: most tasks then need one poll.
@@ -146,6 +196,8 @@ class UpstreamBackend:
                 "GET", f"/tasks/{upstream_id}", deadline, "report the task"
             )
             output = body.get("output") or {}
+            if on_status is not None:
+                on_status(str(output.get("task_status")))
             if output.get("task_status") in FINAL:
                 took = _reported_duration(output)
                 self._latency.observe(model, took if took is not None else time.time() - started)
@@ -153,11 +205,13 @@ class UpstreamBackend:
             delay = interval
             interval = min(interval * 1.5, self._settings.upstream_poll_max_seconds)
 
-    async def _collect(self, output: dict[str, Any], n: int, deadline: float) -> list[ImageOutcome]:
-        """One outcome per image; the n downloads run concurrently."""
+    async def _collect(
+        self, output: dict[str, Any], n: int, deadline: float, stored: frozenset[int]
+    ) -> list[ImageOutcome]:
+        """One outcome per image not ``stored`` before; the downloads run concurrently."""
         results = output.get("results") or []
         fetches = []
-        for index in range(n):
+        for index in (i for i in range(n) if i not in stored):
             item = (
                 results[index] if index < len(results) and isinstance(results[index], dict) else {}
             )

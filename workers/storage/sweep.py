@@ -13,9 +13,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-from celery.signals import worker_ready, worker_shutdown
 
 from gateway.settings import Settings
 
@@ -76,21 +73,12 @@ class LocalSweeper:
             self._thread.join(timeout=5)
 
 
-def sweep_while_running(settings: Settings) -> None:
-    """Sweep local storage from this worker's main process while it runs (not for S3)."""
+def build_sweeper(settings: Settings) -> LocalSweeper | None:
+    """The sweeper of local storage (None for S3, whose lifecycle rules expire objects)."""
     if settings.storage != "local":
-        return
-    sweeper = LocalSweeper(
+        return None
+    return LocalSweeper(
         settings.storage_dir,
         settings.retention_days() * 86_400,
         settings.storage_sweep_interval_seconds,
     )
-
-    def start(**_: Any) -> None:
-        sweeper.start()
-
-    def stop(**_: Any) -> None:
-        sweeper.stop()
-
-    worker_ready.connect(start, weak=False)
-    worker_shutdown.connect(stop, weak=False)

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass
@@ -63,12 +63,15 @@ class Uploader:
         # The metrics' label: "local" for LocalStorage, "s3" for S3Storage.
         self._label = type(storage).__name__.removesuffix("Storage").lower()
 
-    def put_all(self, objects: Mapping[str, bytes]) -> None:
-        """Store every object, or raise :class:`StorageError` and leave none of them stored."""
+    def put_all(
+        self, objects: Mapping[str, bytes], on_stored: Callable[[str], None] | None = None
+    ) -> None:
+        """Store every object, or raise :class:`StorageError` and leave none of them stored.
+        ``on_stored(key)`` runs after each object is stored (in an upload thread)."""
         give_up = threading.Event()
         # Each upload runs in the caller's context, so its log lines name the task.
         futures = {
-            key: self._pool.submit(copy_context().run, self._put_one, key, data, give_up)
+            key: self._pool.submit(copy_context().run, self._put_one, key, data, give_up, on_stored)
             for key, data in objects.items()
         }
         failures = {key: error for key, error in _outcomes(futures).items() if error is not None}
@@ -82,9 +85,17 @@ class Uploader:
             f"{len(failures)} of {len(objects)} objects could not be stored: {cause}"
         ) from cause
 
-    def _put_one(self, key: str, data: bytes, give_up: threading.Event) -> None:
+    def _put_one(
+        self,
+        key: str,
+        data: bytes,
+        give_up: threading.Event,
+        on_stored: Callable[[str], None] | None,
+    ) -> None:
         try:
             self._retry(key, data, give_up)
+            if on_stored is not None:
+                on_stored(key)
         except BaseException:
             give_up.set()  # the task fails anyway: its other uploads stop retrying
             raise

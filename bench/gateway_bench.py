@@ -1,0 +1,197 @@
+"""The gateway and queue path, measured against a plain FastAPI + Celery gateway and Redis.
+
+    make bench                                   # all scenarios, ~3 minutes
+    .venv/bin/python bench/gateway_bench.py --scenarios submit,fetch --duration 5
+    .venv/bin/python bench/gateway_bench.py --smoke   # every scenario, a few requests
+
+Every scenario runs on its own private ``redis-server`` and loopback ports only; the
+load generator (``bench/loadgen.py``) is a process of its own. Scenarios:
+
+- ``submit``: closed-loop submits, synthgate and the baseline (``bench/baseline_app.py``)
+  alternately, ``--rounds`` times each (the best round of each counts); then synthgate
+  in an open loop at half its peak, for the latency below saturation.
+- ``fetch``: closed-loop task fetches, synthgate and the baseline; then (with ``submit``)
+  both applications called in process, alternately, for the CPU a submit and a fetch cost
+  each app alone (``bench/inprocess.py``): the steadiest ratio on a shared machine.
+- ``list``: ``GET /api/v1/tasks`` pages of 20 for a tenant with ``--list-tasks`` tasks
+  among ``--list-records`` records (``bench/populate.py`` writes them in seconds).
+- ``pickup``: submits to a no-op pool (``bench/noop_pool.py``, a real Celery worker):
+  client send → worker claim; and the size of a finished record (n=4, 75 words).
+- ``e2e``: submits to a real ``synthgate worker`` running the tiny demo SD1.5 pipeline.
+
+The table goes to ``--out`` (``bench/results/gateway.md``, and ``gateway.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH)]
+
+from harness import Rig, Server, rig, wait_for  # noqa: E402
+from inprocess import app_costs  # noqa: E402
+from listing import WORDS_75, list_pages, record_size  # noqa: E402
+from populate import populate  # noqa: E402
+from report import markdown  # noqa: E402
+from scenarios import (  # noqa: E402
+    Knobs,
+    end_to_end,
+    fetch,
+    pickup,
+    submit_at,
+    submit_peak,
+    task_ids,
+)
+
+from workers.heartbeat import live_workers  # noqa: E402
+
+SCENARIOS = ("submit", "fetch", "list", "pickup", "e2e")
+Rows = list[dict[str, Any]]
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rows, key=lambda row: float(row["throughput"]))
+
+
+def run_http(workdir: Path, knobs: Knobs, wanted: set[str], args: argparse.Namespace) -> Rows:
+    """submit and fetch: synthgate against the baseline on one Redis, alternately, the best
+    of ``--rounds`` runs each; with ``--processes N``, synthgate in N processes too."""
+    rows: Rows = []
+    with rig(workdir, "http") as bench:
+        ours, base = bench.start_gateway(), bench.start_baseline()
+        servers = [ours, base]
+        if args.processes > 1:
+            name = f"synthgate x{args.processes}"
+            servers.append(
+                bench.start_gateway(name, SYNTHGATE_GATEWAY_PROCESSES=str(args.processes))
+            )
+        if "submit" in wanted:
+            tries: dict[str, Rows] = {server.name: [] for server in servers}
+            for _ in range(args.rounds):
+                for server in servers:
+                    tries[server.name].append(submit_peak(bench, server, knobs))
+            rows += [_best(tries[server.name]) for server in servers]
+            rows.append(submit_at(bench, ours, knobs, round(rows[0]["throughput"] / 2)))
+        if "fetch" in wanted:
+            if not task_ids(bench, 1):
+                submit_at(bench, ours, Knobs(duration=1, connections=4), 200)
+            ids = task_ids(bench, 1000)
+            for server in servers:
+                rows.append(_best([fetch(bench, server, knobs, ids) for _ in range(args.rounds)]))
+        if "submit" in wanted:
+            rows += app_costs(bench, 50 if args.smoke else 2000)
+    return rows
+
+
+def run_list(
+    workdir: Path, args: argparse.Namespace, facts: dict[str, Any]
+) -> list[dict[str, Any]]:
+    with rig(workdir, "list") as bench:
+        started = time.perf_counter()
+        written = populate(bench.redis.url, args.list_records, args.list_tasks, "bench")
+        facts["populate"] = (
+            f"{written} records ({args.list_tasks} of the tenant's) written in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        server = bench.start_gateway()
+        rows = list_pages(bench, server, args.list_requests)
+    facts["list_p50_ms"] = rows[0]["latency_ms"]["p50"]
+    return rows
+
+
+def _start_noop_pool(bench: Rig, pool: str) -> None:
+    bench.start_worker([str(BENCH / "noop_pool.py"), pool], "noop-pool")
+
+
+def run_pickup(workdir: Path, knobs: Knobs, facts: dict[str, Any]) -> list[dict[str, Any]]:
+    with rig(workdir, "pickup") as bench:
+        server = bench.start_gateway()
+        _start_noop_pool(bench, "gpu.sdxl")
+        time.sleep(2)  # the Celery worker connects to the broker
+        row = pickup(bench, server, knobs)
+        facts["record_bytes"] = record_size(bench, server)
+        facts["record_bytes_with_75_word_negative_prompt"] = record_size(bench, server, WORDS_75)
+    return [row]
+
+
+def run_e2e(workdir: Path, knobs: Knobs, args: argparse.Namespace) -> list[dict[str, Any]]:
+    env = {"SYNTHGATE_WORKER_QUEUES": "gpu.sd15", "SYNTHGATE_WORKER_HEARTBEAT_SECONDS": "0.5"}
+    if args.demo_weights:
+        env["SYNTHGATE_DEMO_WEIGHTS_DIR"] = args.demo_weights
+    with rig(workdir, "e2e") as bench:
+        server: Server = bench.start_gateway()
+        bench.start_worker(["worker"], "worker", **env)
+        client = bench.redis.client()
+        wait_for(lambda: live_workers(client, "gpu.sd15") > 0, 600, "the demo worker")
+        return [end_to_end(bench, server, knobs)]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per HTTP run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each peak measurement")
+    parser.add_argument("--list-records", type=int, default=1_000_000)
+    parser.add_argument("--list-tasks", type=int, default=100_000)
+    parser.add_argument("--list-requests", type=int, default=2_000)
+    parser.add_argument("--pickup-tasks", type=int, default=500)
+    parser.add_argument("--pickup-rate", type=float, default=50.0)
+    parser.add_argument("--e2e-tasks", type=int, default=10)
+    parser.add_argument("--demo-weights", default="", help="SYNTHGATE_DEMO_WEIGHTS_DIR")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="also run synthgate in N gateway processes"
+    )
+    parser.add_argument("--smoke", action="store_true", help="every scenario, tiny")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.connections, args.rounds = 0.5, 4, 1
+        args.list_records, args.list_tasks, args.list_requests = 3_000, 1_000, 20
+        args.pickup_tasks, args.e2e_tasks = 20, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    wanted = {name.strip() for name in args.scenarios.split(",") if name.strip()}
+    unknown = wanted - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    knobs = Knobs(
+        duration=args.duration,
+        connections=args.connections,
+        pickup_tasks=args.pickup_tasks,
+        pickup_rate=args.pickup_rate,
+        e2e_tasks=args.e2e_tasks,
+    )
+    rows: list[dict[str, Any]] = []
+    facts: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="synthgate-bench-") as folder:
+        workdir = Path(folder)
+        if wanted & {"submit", "fetch"}:
+            rows += run_http(workdir, knobs, wanted, args)
+        if "list" in wanted:
+            rows += run_list(workdir, args, facts)
+        if "pickup" in wanted:
+            rows += run_pickup(workdir, knobs, facts)
+        if "e2e" in wanted:
+            rows += run_e2e(workdir, knobs, args)
+    command = "bench/gateway_bench.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gateway.md").write_text(markdown(rows, facts, command.strip()))
+    (args.out / "gateway.json").write_text(json.dumps({"rows": rows, "facts": facts}, indent=1))
+    print((args.out / "gateway.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

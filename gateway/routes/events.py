@@ -1,0 +1,90 @@
+"""Task events: ``GET /api/v1/tasks/{id}/events``, a task's life as Server-Sent Events.
+
+Each event is ``event: status`` whose ``data`` is the body a task fetch would answer
+at that moment (with this request's ``request_id``), sent when the stream opens and
+whenever the status, ``output.progress`` or ``output.images_done`` changes. The stream
+ends after the event of a final status (or ``UNKNOWN``: an unknown task, another
+tenant's, or one whose record expired), after ``SYNTHGATE_EVENTS_MAX_SECONDS`` (the
+``retry:`` line tells an ``EventSource`` to reconnect soon), or when Redis fails
+(``event: error`` with a DashScope error body). While nothing changes, a comment line
+every ``SYNTHGATE_EVENTS_HEARTBEAT_SECONDS`` keeps proxies from closing it.
+
+The task is followed by polling (:class:`gateway.watch.TaskWatcher`), so a stream
+holds no Redis connection of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
+
+from gateway.deps import CurrentCaller, Links, Store
+from gateway.image_urls import ImageUrls
+from gateway.records import TaskStatus
+from gateway.responses import request_id
+from gateway.routes.tasks import task_body
+from gateway.settings import Settings
+from gateway.store import TaskStore
+from gateway.watch import Glimpse, TaskWatcher
+
+router = APIRouter(prefix="/api/v1")
+
+RECONNECT_MS = 1_000
+_HEARTBEAT = b": keep-alive\n\n"
+
+
+@router.get("/tasks/{task_id}/events")
+async def task_events(
+    request: Request, task_id: str, caller: CurrentCaller, store: Store, links: Links
+) -> StreamingResponse:
+    """Stream the caller's task as it changes, until it is final."""
+    stream = _events(request, task_id, caller.tenant, store, links)
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    """One SSE event; orjson writes no newlines, so ``data`` is one line."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def _events(
+    request: Request, task_id: str, tenant: str, store: TaskStore, links: ImageUrls
+) -> AsyncIterator[bytes]:
+    settings: Settings = request.app.state.settings
+    watcher: TaskWatcher = request.app.state.watcher
+    started = last_sent = time.monotonic()
+    shown: Glimpse | None = None
+    yield f"retry: {RECONNECT_MS}\n\n".encode()
+    try:
+        while True:
+            seen = await watcher.glimpse(task_id, tenant)
+            now = time.monotonic()
+            if seen != shown:
+                record = None
+                if seen.status is not TaskStatus.UNKNOWN:
+                    record = await store.get(task_id, tenant)
+                shown, last_sent = Glimpse.of(record), now
+                body = task_body(request, task_id, record, links)
+                yield event("status", {**body, "request_id": request_id(request)})
+                if shown.final:
+                    return
+            elif now - last_sent >= settings.events_heartbeat_seconds:
+                yield _HEARTBEAT
+                last_sent = now
+            if now - started >= settings.events_max_seconds:
+                return
+            await asyncio.sleep(watcher.poll_seconds)
+    except RedisError:
+        failure = {"code": "ServiceUnavailable", "message": "The status store is unavailable."}
+        yield event("error", {**failure, "request_id": request_id(request)})

@@ -1,0 +1,49 @@
+"""bench/gateway_bench.py runs every scenario end to end (tiny), so the harness cannot rot.
+
+Checks what the run measured makes sense (every request answered 200, costs counted,
+the list totals right), never how fast anything was: timing goals live in bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.processes import ROOT
+
+
+@pytest.mark.timeout(900)
+def test_every_scenario_runs_tiny_and_writes_its_table(
+    tmp_path: Path, demo_weights_dir: Path
+) -> None:
+    command = [sys.executable, "bench/gateway_bench.py", "--smoke", "--out", str(tmp_path)]
+    command += ["--demo-weights", str(demo_weights_dir), "--processes", "2"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=850)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    result = json.loads((tmp_path / "gateway.json").read_text())
+    rows = {(row["scenario"].split(" (")[0], row["target"]): row for row in result["rows"]}
+    for scenario, target in [
+        ("submit", "synthgate"),
+        ("submit", "baseline"),
+        ("submit", "synthgate x2"),
+        ("fetch", "synthgate"),
+        ("fetch", "baseline"),
+        ("submit → pickup", "synthgate"),
+        ("end to end", "synthgate"),
+    ]:
+        row = rows[(scenario, target)]
+        assert row["requests"] > 0 and row["latency_ms"]["p50"] >= 0, row
+    submit = rows[("submit", "synthgate")]
+    assert submit["per_request"]["round_trips"] >= 1 and submit["per_request"]["bytes"] > 0
+    assert submit["per_request"]["server_cpu_ms"] > 0
+    lists = [row for row in result["rows"] if row["scenario"].startswith("list: ")]
+    assert [row["scenario"] for row in lists][:2] == [
+        "list: first page (total 1000)",
+        "list: page 2,000 (total 1000)",
+    ]
+    assert result["facts"]["record_bytes"] > 0
+    table = (tmp_path / "gateway.md").read_text()
+    assert "| submit (peak) | baseline |" in table and "| goal | measured |" in table

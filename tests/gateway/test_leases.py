@@ -1,0 +1,162 @@
+"""Worker leases on the status store: skip a second delivery, take over an expired lease, fail a
+poison task, and let only the lease holder mark images or finish."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fixtures.processes import RedisServer, running_redis
+from fixtures.tenants import register_tenant, submit_direct
+
+from gateway import keys
+from gateway.jobs import GenerationRequest
+from gateway.reaper import Reaper, ReaperTerms
+from gateway.records import TaskStatus
+from gateway.store import POISON_CODE, LeaseTerms, WorkerTaskStore, now_ms
+
+JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 4, 1, 7.0, 1)
+LEASE_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("leases-redis")) as server:
+        # The reaper takes nothing over while Redis has been up for less than a lease.
+        while int(server.client().info("server")["uptime_in_seconds"]) < 1:
+            time.sleep(0.1)
+        yield server
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def pool() -> str:
+    return "test.leases." + uuid.uuid4().hex[:6]  # no worker serves it
+
+
+@pytest.fixture
+def task_id(redis_server: RedisServer, pool: str) -> str:
+    name = "t-" + uuid.uuid4().hex[:8]
+    key = register_tenant(redis_server.url, name, max_concurrent=10, daily_images=100)
+    return submit_direct(redis_server.url, key, JOB, pool)
+
+
+def _worker(client: redis.Redis, name: str, max_attempts: int = 3) -> WorkerTaskStore:
+    terms = LeaseTerms(worker=name, lease_seconds=LEASE_MS / 1000, max_attempts=max_attempts)
+    return WorkerTaskStore(client, 3600, lease=terms)
+
+
+def _reaper(client: redis.Redis, max_attempts: int = 3, lease_seconds: float = 1) -> Reaper:
+    terms = ReaperTerms(
+        ttl_seconds=3600,
+        deadline_seconds=3600,
+        requeue_after_seconds=60,
+        lease_seconds=lease_seconds,
+        max_attempts=max_attempts,
+    )
+    return Reaper(client, terms)
+
+
+def _active(client: redis.Redis, task_id: str) -> int:
+    tenant = client.hget(keys.task(task_id), "tenant")
+    assert tenant is not None
+    return int(client.zscore(keys.tenant_active(tenant.decode()), keys.task(task_id)) is not None)
+
+
+def test_a_second_delivery_is_skipped_while_the_lease_runs(
+    client: redis.Redis, task_id: str, pool: str
+) -> None:
+    first = _worker(client, "a").claim(task_id)
+    assert first is not None and first.runnable and first.attempts == 1
+    second = _worker(client, "b").claim(task_id)
+    assert second is not None and not second.runnable and second.attempts == -1
+    holder, lease = client.hmget(keys.task(task_id), ["worker", "lease_ms"])
+    assert holder == b"a" and lease is not None and int(lease) > now_ms()
+    assert client.zscore(keys.leases(pool), keys.task(task_id)) == int(lease)
+
+
+def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
+    client: redis.Redis, task_id: str, pool: str
+) -> None:
+    old, new = _worker(client, "a"), _worker(client, "b")
+    assert old.claim(task_id) is not None
+    assert old.mark_stored(task_id, [0, 2])
+    client.delete(keys.celery_queue(pool))  # the first delivery was taken
+    reaper = _reaper(client)
+    assert reaper.run([pool], now_ms()).taken_over == 0  # lease still running
+    reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)
+    assert reaped.taken_over == 1
+    message = client.hget(keys.task(task_id), "envelope")
+    assert client.lrange(keys.celery_queue(pool), 0, -1) == [message]
+    # Nobody's until claimed: not pushed again within the next lease.
+    assert reaper.run([pool], now_ms() + LEASE_MS + 2).taken_over == 0
+    claim = new.claim(task_id)
+    assert claim is not None and claim.runnable and claim.attempts == 2
+    assert claim.stored == frozenset({0, 2})
+    assert not old.mark_stored(task_id, [1])
+    assert old.renew([task_id]) == [task_id]
+    assert not old.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}] * 4)
+    assert _active(client, task_id) == 1
+    assert new.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}] * 4)
+    assert _active(client, task_id) == 0
+    assert client.zscore(keys.leases(pool), keys.task(task_id)) is None
+    leftovers = client.hmget(keys.task(task_id), ["worker", "lease_ms", "stored", "envelope"])
+    assert leftovers == [None, None, None, None]
+
+
+def test_a_task_that_keeps_killing_its_workers_fails_after_max_attempts(
+    client: redis.Redis, task_id: str, pool: str
+) -> None:
+    reaper = _reaper(client, max_attempts=2)
+    for attempt, name in enumerate(["a", "b"], start=1):
+        claim = _worker(client, name, max_attempts=2).claim(task_id)
+        assert claim is not None and claim.attempts == attempt
+        reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)  # its worker died
+        assert (reaped.taken_over, reaped.poisoned) == ((1, 0) if attempt == 1 else (0, 1))
+    status, code = client.hmget(keys.task(task_id), ["status", "code"])
+    assert (status, code) == (b"FAILED", POISON_CODE.encode())
+    assert _active(client, task_id) == 0
+    late = _worker(client, "c", max_attempts=2).claim(task_id)  # Celery's own redelivery
+    assert late is not None and not late.runnable and late.previous is TaskStatus.FAILED
+
+
+def test_a_claim_past_max_attempts_fails_the_task(client: redis.Redis, task_id: str) -> None:
+    for name in ["a", "b"]:  # each died; Celery requeued the message at once
+        assert _worker(client, name, max_attempts=2).claim(task_id) is not None
+        client.hset(keys.task(task_id), "lease_ms", 0)
+    claim = _worker(client, "c", max_attempts=2).claim(task_id)
+    assert claim is not None and not claim.runnable and claim.previous is TaskStatus.FAILED
+    assert client.hget(keys.task(task_id), "code") == POISON_CODE.encode()
+    assert _active(client, task_id) == 0
+
+
+def test_no_takeover_right_after_redis_restarted(
+    client: redis.Redis, task_id: str, pool: str
+) -> None:
+    assert _worker(client, "a").claim(task_id) is not None
+    # Redis has been up for less than this lease: holders may not have renewed yet.
+    reaper = _reaper(client, lease_seconds=10**6)
+    assert reaper.run([pool], now_ms() + LEASE_MS + 1).taken_over == 0
+    assert _reaper(client).run([pool], now_ms() + LEASE_MS + 1, take_over=False).taken_over == 0
+    assert client.hget(keys.task(task_id), "worker") == b"a"
+
+
+def test_renewing_extends_the_lease_of_held_tasks(
+    client: redis.Redis, task_id: str, pool: str
+) -> None:
+    worker = _worker(client, "a")
+    assert worker.claim(task_id) is not None
+    client.hset(keys.task(task_id), "lease_ms", 1)
+    assert worker.renew([task_id]) == []
+    lease = int(client.hget(keys.task(task_id), "lease_ms") or 0)
+    assert lease > now_ms() + LEASE_MS - 5_000
+    assert client.zscore(keys.leases(pool), keys.task(task_id)) == lease

@@ -1,0 +1,112 @@
+"""Priority within a tenant's share, against a real Redis: the fair queue's Lua.
+
+Tasks are submitted with a feed depth of 0 (nothing moves into the Celery queue at
+submit), then fed in one go, so the order of the queue is the feed's order alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from fixtures.processes import RedisServer
+from fixtures.tenants import cancel_many, submit_many
+
+from gateway import keys
+from gateway.fairqueue import PoolFeeder
+from gateway.jobs import GenerationRequest
+from gateway.priority import ORDER, Priority
+from gateway.store import now_ms
+from gateway.submit import SubmitOptions
+
+JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
+INTERACTIVE = SubmitOptions(Priority.INTERACTIVE)
+BATCH = SubmitOptions(Priority.BATCH)
+NORMAL = SubmitOptions()
+
+
+@pytest.fixture
+def pool() -> str:
+    return "test.prio." + uuid.uuid4().hex[:8]  # no worker serves it
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    yield connection
+    connection.close()
+
+
+def _hold(url: str, key: str, pool: str, count: int, options: SubmitOptions) -> list[str]:
+    """Submit ``count`` tasks that stay in their tenant's lists (feed depth 0)."""
+    return submit_many(url, key, [JOB] * count, pool, 0, options)
+
+
+def _fed_order(client: redis.Redis, pool: str) -> list[str]:
+    """Feed everything, then the task ids in the order workers will take them."""
+    PoolFeeder(client, 10_000).feed(pool, now_ms())
+    messages = client.lrange(keys.celery_queue(pool), 0, -1)[::-1]  # consumers pop the right
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in messages]
+
+
+def test_a_tenants_interactive_tasks_go_first_then_normal_then_batch_each_in_order(
+    redis_server: RedisServer, client: redis.Redis, pool: str, new_tenant: Callable[..., str]
+) -> None:
+    key, url = new_tenant(), redis_server.url
+    batch = _hold(url, key, pool, 2, BATCH)
+    normal = _hold(url, key, pool, 1, NORMAL)
+    interactive = _hold(url, key, pool, 1, INTERACTIVE)
+    batch += _hold(url, key, pool, 1, BATCH)
+    interactive += _hold(url, key, pool, 2, INTERACTIVE)
+    normal += _hold(url, key, pool, 1, NORMAL)
+    assert client.llen(keys.backlog(pool)) == 8
+    assert _fed_order(client, pool) == interactive + normal + batch
+    assert client.llen(keys.backlog(pool)) == 0
+    assert client.zcard(keys.ready(pool)) == 0  # every list empty: the tenant left the round
+    assert client.hget(keys.task(batch[0]), "priority") == b"batch"
+
+
+def test_priorities_do_not_change_the_share_between_tenants(
+    redis_server: RedisServer, client: redis.Redis, pool: str, new_tenant: Callable[..., str]
+) -> None:
+    url = redis_server.url
+    owners = {task: "batch-only" for task in _hold(url, new_tenant(), pool, 6, BATCH)}
+    owners.update({task: "urgent" for task in _hold(url, new_tenant(), pool, 6, INTERACTIVE)})
+    order = [owners[task] for task in _fed_order(client, pool)]
+    # Equal weights take turns whatever each tenant marked its tasks.
+    assert order in (["batch-only", "urgent"] * 6, ["urgent", "batch-only"] * 6)
+
+
+def test_cancel_takes_a_task_out_of_its_own_level_and_the_rest_keep_their_order(
+    redis_server: RedisServer, client: redis.Redis, pool: str, new_tenant: Callable[..., str]
+) -> None:
+    tenant = "t-" + uuid.uuid4().hex[:8]
+    key, url = new_tenant(tenant), redis_server.url
+    batch = _hold(url, key, pool, 3, BATCH)
+    interactive = _hold(url, key, pool, 2, INTERACTIVE)
+    assert [s.value for s in cancel_many(url, tenant, [batch[1], interactive[0]])] == [
+        "PENDING",
+        "PENDING",
+    ]
+    handle = keys.pending(pool, tenant)
+    lists = {level: keys.pending_level(handle, level) for level in ORDER}
+    assert client.llen(lists[Priority.BATCH]) == 2 and client.llen(lists[Priority.INTERACTIVE]) == 1
+    assert client.llen(keys.backlog(pool)) == 3
+    assert _fed_order(client, pool) == [interactive[1], batch[0], batch[2]]
+
+
+def test_a_tenant_whose_last_waiting_task_is_canceled_leaves_the_round(
+    redis_server: RedisServer, client: redis.Redis, pool: str, new_tenant: Callable[..., str]
+) -> None:
+    tenant = "t-" + uuid.uuid4().hex[:8]
+    key, url = new_tenant(tenant), redis_server.url
+    (only,) = _hold(url, key, pool, 1, INTERACTIVE)
+    assert client.zscore(keys.ready(pool), keys.pending(pool, tenant)) is not None
+    cancel_many(url, tenant, [only])
+    assert client.zscore(keys.ready(pool), keys.pending(pool, tenant)) is None
+    assert client.llen(keys.backlog(pool)) == 0
+    assert _fed_order(client, pool) == []

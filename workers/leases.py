@@ -1,0 +1,72 @@
+"""Keeping a worker's leases on the tasks it runs alive (see :mod:`gateway.reaper`).
+
+One thread per worker process renews, in one Lua call, the leases of every task the
+process holds. It beats independently of the work, so a long pipeline call keeps
+its task; when the process dies the beats stop, the leases expire and the reaper
+hands the tasks to other workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from gateway.store import WorkerTaskStore
+
+log = logging.getLogger("synthgate.worker")
+
+
+class LeaseKeeper:
+    """Renews this process's leases every ``interval`` seconds while it holds any."""
+
+    def __init__(self, store: WorkerTaskStore, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._held: set[str] = set()
+        self._lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, task_id: str) -> Iterator[None]:
+        """Keep the lease on ``task_id`` (claimed by this process) for the block."""
+        with self._lock:
+            self._held.add(task_id)
+            self._lost.discard(task_id)
+            if self._thread is None:  # started lazily: after a prefork pool's fork
+                self._thread = threading.Thread(
+                    target=self._run, name="synthgate-leases", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(task_id)
+                self._lost.discard(task_id)
+
+    def lost(self, task_id: str) -> bool:
+        """Whether another worker has taken ``task_id`` over (or it ended elsewhere)."""
+        with self._lock:
+            return task_id in self._lost
+
+    def renew_now(self) -> None:
+        with self._lock:
+            held = sorted(self._held)
+        lost = self._store.renew(held)
+        if lost:
+            log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
+            with self._lock:
+                self._lost.update(t for t in lost if t in self._held)
+
+    def _run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self._interval):
+            try:
+                self.renew_now()
+            except redis.RedisError as exc:  # Redis restarting: renew on the next beat
+                log.warning("could not renew leases: %s", exc)

@@ -27,7 +27,6 @@ class LeaseKeeper:
         self._store = store
         self._interval = interval
         self._held: set[str] = set()
-        self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -36,7 +35,6 @@ class LeaseKeeper:
         """Keep the lease on ``task_id`` (claimed by this process) for the block."""
         with self._lock:
             self._held.add(task_id)
-            self._lost.discard(task_id)
             if self._thread is None:  # started lazily: after a prefork pool's fork
                 self._thread = threading.Thread(
                     target=self._run, name="synthgate-leases", daemon=True
@@ -47,21 +45,13 @@ class LeaseKeeper:
         finally:
             with self._lock:
                 self._held.discard(task_id)
-                self._lost.discard(task_id)
-
-    def lost(self, task_id: str) -> bool:
-        """Whether another worker has taken ``task_id`` over (or it ended elsewhere)."""
-        with self._lock:
-            return task_id in self._lost
 
     def renew_now(self) -> None:
         with self._lock:
             held = sorted(self._held)
         lost = self._store.renew(held)
-        if lost:
+        if lost:  # its finish will be refused: the new holder ends the task
             log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
-            with self._lock:
-                self._lost.update(t for t in lost if t in self._held)
 
     def _run(self) -> None:
         stop = threading.Event()

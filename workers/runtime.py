@@ -148,7 +148,7 @@ def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
 
 
 _RUNTIME: WorkerRuntime | None = None  # process-level: one per worker process
-_RUNTIME_LOCK = threading.Lock()  # the threads pool may ask for it from many threads at once
+_RUNTIME_LOCK = threading.Lock()  # built once, whichever thread asks first
 
 
 def get_runtime(settings: Settings) -> WorkerRuntime:

@@ -161,8 +161,11 @@ class UpstreamWorker:
             log.info("upstream worker stopping: %d tasks in flight", len(running))
             await asyncio.wait(set(running), timeout=self._settings.worker_grace_seconds)
         left = sorted(self._held)
-        for task in running:
+        unfinished = set(running)
+        for task in unfinished:
             task.cancel()
+        if unfinished:  # let them unwind before the Redis client closes
+            await asyncio.wait(unfinished, timeout=5)
         if left:
             await store.renew(left, hand_back=True)
             log.warning("upstream worker stopped: %d tasks handed back to other workers", len(left))

@@ -1,8 +1,8 @@
-"""An asyncio loop in a thread of its own, for worker threads to hand their I/O to.
+"""An asyncio loop in a thread of its own, which the upstream backend's HTTP client lives on.
 
-The upstream pool runs hundreds of Celery threads; each would hold the GIL for its
-own HTTP parsing and wake-ups. Instead they block on a future while one loop does
-every request, so hundreds of waits cost one thread's scheduling.
+The upstream worker (``workers/upstream_worker.py``) runs all its tasks as coroutines on
+it; a caller in another thread (tests, a one-off ``generate``) hands a coroutine over and
+blocks on its result.
 """
 
 from __future__ import annotations

@@ -17,8 +17,13 @@ DAY = 86_400
 
 def _image(root: Path, key: str, age_seconds: float) -> Path:
     path = root / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"png")
+    for _ in range(50):  # a running sweeper may remove a new, empty folder: as a worker does,
+        try:  # make it again and retry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"png")
+            break
+        except FileNotFoundError:
+            continue
     stamp = time.time() - age_seconds
     os.utime(path, (stamp, stamp))
     return path

@@ -51,10 +51,14 @@ async def enqueue(settings: Settings, count: int) -> list[str]:
     submitter = Submitter(client, settings.feed_depth)
     celery = create_celery(settings)
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    for i, task_id in enumerate(ids):
+
+    async def submit(i: int, task_id: str) -> None:
         job = GenerationRequest("stable-diffusion-xl", "a bench cat", "", 512, 512, 1, 20, 7.0, i)
         message = generate_message(celery, task_id, "upstream")
         await submitter.submit(caller, task_id, job, "upstream", message)
+
+    for start in range(0, count, 50):  # as a gateway takes them: 50 clients at once
+        await asyncio.gather(*(submit(i, ids[i]) for i in range(start, min(count, start + 50))))
     await client.aclose()
     return ids
 
@@ -112,6 +116,8 @@ def main() -> None:
         "SYNTHGATE_UPSTREAM_MAX_INFLIGHT": str(args.inflight),
         "SYNTHGATE_LOG_LEVEL": "WARNING",
         "SYNTHGATE_UPSTREAM_POLL_INITIAL_SECONDS": str(args.latency),
+        # Settings to try (SYNTHGATE_UPSTREAM_MAX_CONNECTIONS=32, ...) pass through.
+        **{k: v for k, v in os.environ.items() if k.startswith("SYNTHGATE_")},
     }
     worker = SynthgateProcess("worker", env, work / "worker.log")
     worker.start()

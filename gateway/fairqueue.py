@@ -133,6 +133,25 @@ return fq_feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]), t
 """
 )
 
+# A worker with ``count`` free slots takes up to that many tasks in one step: it feeds the
+# pool as deep as it can take (plus the usual look-ahead) and pops them, so an asyncio
+# worker whose hundreds of slots free at once refills them in one round trip, not one
+# claim-and-feed per task. The choice between tenants is still the feed's.
+TAKE = (
+    keys.LUA
+    + LUA
+    + """
+local count = tonumber(ARGV[1])
+fq_feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[2]) + count, tonumber(ARGV[3]))
+return redis.call('RPOP', KEYS[1], count) or {}
+"""
+)
+
+
+def take_args(count: int, depth: int, now_ms: int) -> list[int]:
+    """``TAKE``'s arguments: up to ``count`` messages, feeding ``depth`` beyond them."""
+    return [count, depth, now_ms]
+
 
 def pool_keys(pool: str) -> list[str]:
     """The keys ``fq_feed`` takes, in its order."""

@@ -3,15 +3,22 @@
 The same scripts and arguments as :class:`gateway.store.WorkerTaskStore`, on an
 asyncio Redis client: a worker holding hundreds of tasks on one event loop claims,
 annotates, renews and finishes them without a thread per call.
+
+Calls are pipelined automatically (:class:`gateway.autopipeline.AutoPipeline`): the
+scripts that a loop turn's tasks call go to Redis together. An upstream worker's tasks
+end and start in bursts of hundreds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import fairqueue, keys
+from gateway.autopipeline import AutoPipeline
 from gateway.records import TaskStatus
 from gateway.store import (
     _ANNOTATE,
@@ -45,21 +52,51 @@ class AsyncWorkerTaskStore:
         self._renew = client.register_script(_RENEW)
         self._mark_stored = client.register_script(_MARK_STORED)
         self._raise_progress = client.register_script(_RAISE_PROGRESS)
+        self._take = client.register_script(fairqueue.TAKE)
+        self._batch = AutoPipeline(client)
+
+    async def take(self, pool: str, count: int) -> list[bytes]:
+        """Up to ``count`` task messages of ``pool``, fed fairly and popped in one step."""
+        args = fairqueue.take_args(count, self._feed_depth, int(time.time() * 1000))
+        return list(await self._batch.script(self._take, fairqueue.pool_keys(pool), args))
 
     async def claim(self, task_id: str) -> Claim | None:
         args = claim_args(self.lease, self._feed_depth, self._ttl)
-        return parse_claim(task_id, await self._claim(keys=[keys.task(task_id)], args=args))
+        return parse_claim(
+            task_id, await self._batch.script(self._claim, [keys.task(task_id)], args)
+        )
+
+    async def claim_many(self, task_ids: Sequence[str]) -> list[Claim | Exception | None]:
+        """:meth:`claim` of each task, sent at once in one pipeline; a failed claim's
+        error in its place."""
+        args = claim_args(self.lease, self._feed_depth, self._ttl)
+        calls = [self._batch.script(self._claim, [keys.task(t)], args) for t in task_ids]
+        self._batch.flush()
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        claims: list[Claim | Exception | None] = []
+        for task_id, reply in zip(task_ids, replies, strict=True):
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply  # cancelled
+            try:
+                claims.append(
+                    reply if isinstance(reply, Exception) else parse_claim(task_id, reply)
+                )
+            except Exception as exc:  # a record it cannot read
+                claims.append(exc)
+        return claims
 
     async def annotate(self, task_id: str, field: str, value: str) -> bool:
-        return bool(await self._annotate(keys=[keys.task(task_id)], args=[field, value]))
+        return bool(await self._batch.script(self._annotate, [keys.task(task_id)], [field, value]))
 
     async def mark_stored(self, task_id: str, indexes: Sequence[int]) -> bool:
         args: list[str | int] = [self.lease.worker, *indexes]
-        return bool(await self._mark_stored(keys=[keys.task(task_id)], args=args))
+        return bool(await self._batch.script(self._mark_stored, [keys.task(task_id)], args))
 
     async def raise_progress(self, task_id: str, progress: int) -> bool:
         """See :class:`workers.progress.ProgressRecorder`."""
-        return bool(await self._raise_progress(keys=[keys.task(task_id)], args=[progress]))
+        return bool(
+            await self._batch.script(self._raise_progress, [keys.task(task_id)], [progress])
+        )
 
     async def renew(self, task_ids: Sequence[str], *, hand_back: bool = False) -> list[str]:
         if not task_ids:
@@ -76,4 +113,4 @@ class AsyncWorkerTaskStore:
         message: str = "",
     ) -> bool:
         args = finish_args(self.lease, self._ttl, status, results, code, message)
-        return bool(await self._finish(keys=[keys.task(task_id)], args=args))
+        return bool(await self._batch.script(self._finish, [keys.task(task_id)], args))

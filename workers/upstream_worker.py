@@ -57,6 +57,7 @@ log = logging.getLogger("synthgate.worker.upstream")
 
 _POP_TIMEOUT_SECONDS = 1  # how often an idle consumer looks at its stop flag
 _POP_BATCH = 64  # messages taken in one round trip, at most
+_COPY_GRACE_SECONDS = 0.5  # see _Progress
 
 
 def task_id_of(envelope: bytes | str) -> str:
@@ -66,15 +67,14 @@ def task_id_of(envelope: bytes | str) -> str:
     return str(args[0])
 
 
-async def _pop(client: aioredis.Redis, count: int) -> list[bytes | str]:
-    """Up to ``count`` messages from the queue's consuming end in one round trip (a pipeline
-    of RPOPs: RPOP's own count needs Redis 6.2); blocks up to a second for one when empty."""
-    async with client.pipeline(transaction=False) as pipe:
-        for _ in range(count):
-            pipe.rpop(UPSTREAM_QUEUE)
-        popped = [envelope for envelope in await pipe.execute() if envelope is not None]
-    if popped:
-        return popped
+async def _take(
+    client: aioredis.Redis, store: AsyncWorkerTaskStore, count: int
+) -> list[bytes | str]:
+    """Up to ``count`` messages, fed from the tenant lists and popped in one round trip;
+    blocks up to a second for one when nothing is waiting."""
+    taken: list[bytes | str] = list(await store.take(UPSTREAM_QUEUE, count))
+    if taken:
+        return taken
     waited = await client.brpop([UPSTREAM_QUEUE], timeout=_POP_TIMEOUT_SECONDS)
     return [waited[1]] if waited is not None else []
 
@@ -102,9 +102,12 @@ class UpstreamWorker:
         self._stopping.set()
 
     async def _serve(self) -> None:
-        client = aioredis.Redis.from_url(
-            self._settings.redis_url, max_connections=64, health_check_interval=30
+        # Hundreds of tasks share the pool: a call waits for a free connection rather
+        # than failing with "Too many connections" when a burst of them ends at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._settings.redis_url, max_connections=64, timeout=30, health_check_interval=30
         )
+        client = aioredis.Redis(connection_pool=pool)
         store = AsyncWorkerTaskStore(
             client,
             self._settings.task_ttl_seconds,
@@ -119,6 +122,7 @@ class UpstreamWorker:
         finally:
             renewer.cancel()
             await client.aclose()
+            await self._backend.aclose()
 
     async def _consume(
         self,
@@ -131,27 +135,37 @@ class UpstreamWorker:
         successors one loop turn apart), or wait for one while the queue is empty."""
         limit = self._settings.upstream_max_inflight
         freed = asyncio.Event()
+        upstream = 0  # tasks not done with the upstream yet: what the limit counts
         log.info("upstream worker: up to %d tasks in flight", limit)
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
             freed.set()
 
+        def upstream_done() -> None:
+            nonlocal upstream
+            upstream -= 1
+            freed.set()
+
         while not self._stopping.is_set():
-            free = limit - len(running)
+            # A task's slot frees when the upstream has finished it: copying its images
+            # into our storage is no upstream concurrency, so the next task starts then
+            # (at most `limit` more tasks copy at once).
+            free = min(limit - upstream, 2 * limit - len(running))
             if free <= 0:
                 freed.clear()
                 with contextlib.suppress(TimeoutError):  # look at the stop flag each second
                     await asyncio.wait_for(freed.wait(), _POP_TIMEOUT_SECONDS)
                 continue
             try:
-                envelopes = await _pop(client, min(free, _POP_BATCH))
+                envelopes = await _take(client, store, min(free, _POP_BATCH))
             except redis.RedisError as exc:  # Redis restarting: the reaper keeps tasks safe
                 log.warning("upstream worker: cannot take tasks: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            for envelope in envelopes:
-                task = asyncio.create_task(self._run_message(store, envelope))
+            for task_id, claim in await self._claim_all(store, envelopes):
+                upstream += 1
+                task = asyncio.create_task(self._run(store, task_id, claim, _once(upstream_done)))
                 running.add(task)
                 task.add_done_callback(done)
 
@@ -176,70 +190,139 @@ class UpstreamWorker:
             await asyncio.sleep(interval)
             try:
                 lost = await store.renew(sorted(self._held))
+                lost = [task_id for task_id in lost if task_id in self._held]  # not just ended
             except redis.RedisError as exc:
                 log.warning("could not renew leases: %s", exc)
                 continue
             if lost:
                 log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
 
-    async def _run_message(self, store: AsyncWorkerTaskStore, envelope: bytes | str) -> None:
-        try:
-            task_id = task_id_of(envelope)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            log.error("dropping a message that is not a synthgate task: %s", exc)
-            return
-        try:
-            await self._run(store, task_id)
-        except redis.RedisError as exc:  # the lease or the reaper gives the task another go
-            log.warning("task %s interrupted by Redis: %s", task_id, exc)
+    async def _claim_all(
+        self, store: AsyncWorkerTaskStore, envelopes: list[bytes | str]
+    ) -> list[tuple[str, Claim]]:
+        """Claim the tasks just taken, together (one round trip) and before the next take:
+        a task taken starts (its lease, its scheduled time) at once, so what starts ahead
+        of a newcomer's task is only what was fed before it."""
+        task_ids = []
+        for envelope in envelopes:
+            try:
+                task_ids.append(task_id_of(envelope))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                log.error("dropping a message that is not a synthgate task: %s", exc)
+        claimed = []
+        for task_id, reply in zip(task_ids, await store.claim_many(task_ids), strict=True):
+            if isinstance(reply, Exception):
+                # Redis failed, or the record is unreadable: the reaper puts the task back
+                # (and fails it once it has used its attempts).
+                log.warning("task %s not claimed: %s", task_id, reply)
+            elif reply is None or reply.request is None:
+                log_not_runnable(task_id, reply)
+            else:
+                self._held.add(task_id)
+                claimed.append((task_id, reply))
+        return claimed
 
-    async def _run(self, store: AsyncWorkerTaskStore, task_id: str) -> None:
-        claim = await store.claim(task_id)
-        if claim is None or claim.request is None:
-            log_not_runnable(task_id, claim)
-            return
+    async def _run(
+        self,
+        store: AsyncWorkerTaskStore,
+        task_id: str,
+        claim: Claim,
+        upstream_done: Callable[[], None],
+    ) -> None:
+        """Run a claimed task; ``upstream_done`` is called once the upstream is done with it
+        (at the latest when it ends here)."""
+        assert claim.request is not None
         context = log_context(task_id=task_id, tenant=claim.tenant, model=claim.request.model)
-        self._held.add(task_id)
         try:
             with context, metrics.task_running(claim) as started:
-                ending = await self._execute(store, task_id, claim)
+                ending = await self._execute(store, task_id, claim, upstream_done)
                 if not await store.finish(task_id, *ending):
                     log.warning("task %s: another worker took it over", task_id)
                     return
                 report_finished(task_id, claim, ending, started)
+        except redis.RedisError as exc:  # the lease or the reaper gives the task another go
+            log.warning("task %s interrupted by Redis: %s", task_id, exc)
         finally:
+            upstream_done()
             self._held.discard(task_id)
 
-    async def _execute(self, store: AsyncWorkerTaskStore, task_id: str, claim: Claim) -> Verdict:
+    async def _execute(
+        self,
+        store: AsyncWorkerTaskStore,
+        task_id: str,
+        claim: Claim,
+        upstream_done: Callable[[], None],
+    ) -> Verdict:
+        progress = _Progress(store, task_id)
         try:
-            made = await self._backend.make(claim, store.annotate, _progress(store, task_id))
+            made = await self._backend.make(claim, store.annotate, progress, upstream_done)
             plan = plan_images(task_id, claim, made)
             if plan.objects:  # storage clients block: off the loop
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._runtime.uploader.put_all, plan.objects)
-                await store.mark_stored(task_id, sorted(plan.indexes.values()))
+            # No mark_stored here: the finish follows at once and records the images, and
+            # a worker taking over a task that died in between copies them again from the
+            # upstream (its results outlive the task by a day), which costs a download,
+            # where the GPU pool's marks save minutes of denoising.
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return failure_verdict(task_id, exc)
+        finally:
+            progress.close()
         return verdict(plan.results)
 
 
-def _progress(store: AsyncWorkerTaskStore, task_id: str) -> Callable[[str], None]:
-    """Records each new upstream status as rough progress (a write or two per task)."""
-    seen: set[str] = set()
-    writes: set[asyncio.Task[bool]] = set()
+def _once(call: Callable[[], None]) -> Callable[[], None]:
+    """``call``, which runs the first time only."""
+    called = False
 
-    def on_status(status: str) -> None:
-        if status in seen or status not in UPSTREAM_PROGRESS:
+    def once() -> None:
+        nonlocal called
+        if not called:
+            called = True
+            call()
+
+    return once
+
+
+class _Progress:
+    """Records each new upstream status as rough progress.
+
+    The upstream's SUCCEEDED (images made, ours still to copy) is written only when the
+    copy takes longer than :data:`_COPY_GRACE_SECONDS`: the finish, which sets 100,
+    usually follows within milliseconds, and a Redis call per task for a value no one
+    sees was the worker's largest single cost after the HTTP requests.
+    """
+
+    def __init__(self, store: AsyncWorkerTaskStore, task_id: str) -> None:
+        self._store = store
+        self._task_id = task_id
+        self._seen: set[str] = set()
+        self._writes: set[asyncio.Task[bool]] = set()
+        self._later: asyncio.TimerHandle | None = None
+
+    def __call__(self, status: str) -> None:
+        if status in self._seen or status not in UPSTREAM_PROGRESS:
             return
-        seen.add(status)
-        write = asyncio.ensure_future(store.raise_progress(task_id, UPSTREAM_PROGRESS[status]))
-        writes.add(write)  # held until done: the loop keeps only weak references
-        write.add_done_callback(_progress_written)
-        write.add_done_callback(writes.discard)
+        self._seen.add(status)
+        value = UPSTREAM_PROGRESS[status]
+        if status == "SUCCEEDED":
+            loop = asyncio.get_running_loop()
+            self._later = loop.call_later(_COPY_GRACE_SECONDS, self._write, value)
+        else:
+            self._write(value)
 
-    return on_status
+    def close(self) -> None:
+        """The task is done with: a SUCCEEDED write not due yet is not needed."""
+        if self._later is not None:
+            self._later.cancel()
+
+    def _write(self, value: int) -> None:
+        write = asyncio.ensure_future(self._store.raise_progress(self._task_id, value))
+        self._writes.add(write)  # held until done: the loop keeps only weak references
+        write.add_done_callback(_progress_written)
+        write.add_done_callback(self._writes.discard)
 
 
 def _progress_written(write: asyncio.Task[bool]) -> None:

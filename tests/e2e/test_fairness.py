@@ -118,4 +118,7 @@ def test_upstream_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
         f"A tasks started while a B task waited: {sorted(seen.overtaken)}"
     )
     assert seen.backlog >= FLOOD // 2
-    assert max(seen.overtaken) <= DEPTH + 1, seen.overtaken
+    # As in the GPU pool, plus one: the upstream worker takes as many tasks as it has free
+    # slots and claims them a round trip later, so an A task it took just before B's
+    # submit can be claimed ("start") just after it.
+    assert max(seen.overtaken) <= DEPTH + 2, seen.overtaken

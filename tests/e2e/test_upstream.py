@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,3 +136,28 @@ def test_the_upstream_key_never_reaches_logs_or_records(upstream: Stack, up: htt
     client = upstream.redis.client()
     for key in client.scan_iter(match="synthgate:task:*"):
         assert UPSTREAM_KEY.encode() not in b"".join(client.hgetall(key).values())
+
+
+def test_the_worker_keeps_its_in_flight_limit_at_the_upstream(
+    up: httpx.Client, simulator: SimulatorProcess
+) -> None:
+    # The stack's worker runs up to 32 upstream tasks at once; a task's slot frees when
+    # the upstream has finished it, while its images are still being copied.
+    earlier = int(simulator.stats()["open"])  # other tests' tasks that never end upstream
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(int(simulator.stats()["open"]) - earlier)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        outputs = _finish_all(up, [body(XL, prompt="a cat sim:latency=0.5")] * 80)
+    finally:
+        done.set()
+        sampler.join()
+    assert [o["task_status"] for o in outputs] == ["SUCCEEDED"] * 80
+    assert 16 <= max(samples) <= 32, samples

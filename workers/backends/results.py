@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from gateway.jobs import ImageOutcome
 from workers import metrics
+from workers.backends.upstream_http import TRANSPORT_ERRORS
 
 log = logging.getLogger("synthgate.worker.upstream")
 
@@ -35,10 +36,16 @@ class _Rejected(Exception):
     pass
 
 
+class _Status(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class ResultFetcher:
     """Downloads one result URL into an :class:`ImageOutcome` (PNG bytes or a coded failure)."""
 
-    def __init__(self, http: httpx.AsyncClient, policy: ResultPolicy) -> None:
+    def __init__(self, http: aiohttp.ClientSession, policy: ResultPolicy) -> None:
         self._http = http
         self._policy = policy
 
@@ -56,13 +63,13 @@ class ResultFetcher:
             except _Rejected as exc:
                 metrics.upstream_error(DOWNLOAD, "rejected")
                 return ImageOutcome(index, code=REJECTED, message=str(exc))
-            except httpx.HTTPStatusError as exc:
-                status = exc.response.status_code
+            except _Status as exc:
+                status = exc.status
                 metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, status)
                 problem = f"the upstream answered {status}"
                 if status < 500:
                     break
-            except httpx.TransportError as exc:
+            except TRANSPORT_ERRORS as exc:
                 failure = type(exc).__name__
                 metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, failure)
                 problem = f"the download failed ({failure})"
@@ -88,17 +95,20 @@ class ResultFetcher:
     async def _download(self, url: str, deadline: float) -> bytes:
         limit = self._policy.max_bytes
         timeout = max(0.1, min(self._policy.timeout_seconds, deadline - time.time()))
-        request = self._http.stream("GET", url, timeout=timeout, follow_redirects=False)
+        request = self._http.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        )
         async with request as response:
-            response.raise_for_status()
-            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if response.status != 200:
+                raise _Status(response.status)
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if not kind.startswith("image/"):
                 raise _Rejected(f"The result is not an image (content type {kind or 'none'!r}).")
-            declared = response.headers.get("content-length", "")
+            declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise _Rejected(f"The result image is larger than {limit} bytes.")
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_chunked(65536):
                 body += chunk
                 if len(body) > limit:
                     raise _Rejected(f"The result image is larger than {limit} bytes.")

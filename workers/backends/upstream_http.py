@@ -4,6 +4,10 @@ Transient failures (connection errors, timeouts, 5xx, malformed JSON) are retrie
 with capped exponential backoff and full jitter; 429 waits for ``Retry-After``.
 Anything else (400, 401, 403, 404) is permanent. Nothing here ever puts the API
 key into a message: errors carry the upstream's code and message, or our own.
+
+The client is aiohttp: one upstream worker makes a few hundred requests a second,
+and aiohttp's C parser costs about a seventh of httpx's CPU per request (measured
+in ``bench/README.md``), which is what lets one process keep 200+ tasks moving.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 from workers import metrics
 from workers.backends import TaskFailed
@@ -25,6 +30,10 @@ log = logging.getLogger("synthgate.worker.upstream")
 
 TIMEOUT_CODE = "InternalError.Timeout"
 UPSTREAM_CODE = "InternalError.Upstream"
+
+# What a request can fail with short of an answer: refused or dropped connections,
+# malformed HTTP, and timeouts (asyncio's, which aiohttp raises for its own limits).
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +47,18 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))
 
 
-def retry_after(response: httpx.Response, fallback: float) -> float:
-    """Seconds from a ``Retry-After`` header (delta or HTTP date), else ``fallback``."""
-    value = response.headers.get("retry-after", "").strip()
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An upstream response, read whole (DashScope's JSON bodies are small)."""
+
+    status: int
+    body: bytes
+    retry_after: str = ""
+
+
+def retry_after(value: str, fallback: float) -> float:
+    """Seconds from a ``Retry-After`` value (delta or HTTP date), else ``fallback``."""
+    value = value.strip()
     if not value:
         return fallback
     try:
@@ -60,63 +78,104 @@ async def sleep_until_or_fail(delay: float, deadline: float, what: str) -> None:
     await asyncio.sleep(delay)
 
 
+def open_session(max_connections: int) -> aiohttp.ClientSession:
+    """The pooled session (call it on the loop that will use it).
+
+    Requests are short (submit, poll, download), so a few keep-alive connections
+    carry hundreds of tasks in flight. No cookies, no environment proxies.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    )
+
+
 class UpstreamClient:
     """Calls ``{base_url}/...`` with the service key; returns decoded JSON bodies of 200s."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, api_key: str, policy: RetryPolicy
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str,
+        policy: RetryPolicy,
+        timeout_seconds: float = 30.0,
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._policy = policy
+        self._timeout = timeout_seconds
 
     async def call(
-        self, method: str, path: str, deadline: float, what: str, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        deadline: float,
+        what: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One logical request, retried until it answers 200 or the deadline passes."""
         attempt = 0
         while True:
-            response = await self._attempt(method, path, deadline, **kwargs)
-            if response is not None and response.status_code == 200:
-                body = _json(response)
+            answer = await self._attempt(method, path, deadline, json, headers)
+            if answer is not None and answer.status == 200:
+                body = _json(answer.body)
                 if body is not None:
                     return body
                 metrics.upstream_error(_operation(method), "malformed")
                 log.warning("upstream %s answered malformed JSON; retrying", what)
-            elif response is not None and response.status_code == 429:
-                delay = retry_after(response, self._policy.backoff(attempt))
+            elif answer is not None and answer.status == 429:
+                delay = retry_after(answer.retry_after, self._policy.backoff(attempt))
                 log.info("upstream throttled %s; retrying in %.2fs", what, delay)
                 await sleep_until_or_fail(delay + random.uniform(0, 0.1), deadline, what)
                 attempt += 1
                 continue
-            elif response is not None and response.status_code < 500:
-                raise _permanent(response)
+            elif answer is not None and answer.status < 500:
+                raise _permanent(answer)
             await sleep_until_or_fail(self._policy.backoff(attempt), deadline, what)
             attempt += 1
 
     async def _attempt(
-        self, method: str, path: str, deadline: float, **kwargs: Any
-    ) -> httpx.Response | None:
+        self,
+        method: str,
+        path: str,
+        deadline: float,
+        json: Any,
+        extra_headers: dict[str, str] | None,
+    ) -> Answer | None:
         remaining = deadline - time.time()
         if remaining <= 0:
             raise TaskFailed(TIMEOUT_CODE, "The upstream task did not finish before the deadline.")
-        timeout = min(self._http.timeout.read or remaining, remaining)
-        headers = {**self._headers, **kwargs.pop("headers", {})}
+        headers = self._headers
+        data = None
+        if json is not None:
+            data = orjson.dumps(json)
+            headers = {**headers, "Content-Type": "application/json", **(extra_headers or {})}
+        elif extra_headers:
+            headers = {**headers, **extra_headers}
         started = time.perf_counter()
         try:
-            response = await self._http.request(
-                method, f"{self._base}{path}", headers=headers, timeout=timeout, **kwargs
-            )
-        except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
+            async with self._http.request(
+                method,
+                f"{self._base}{path}",
+                headers=headers,
+                data=data,
+                timeout=aiohttp.ClientTimeout(total=min(self._timeout, remaining)),
+                allow_redirects=False,
+            ) as response:
+                answer = Answer(
+                    response.status, await response.read(), response.headers.get("Retry-After", "")
+                )
+        except TRANSPORT_ERRORS as exc:  # connect errors, timeouts, dropped connections
             failure = type(exc).__name__
             metrics.upstream_request(_operation(method), time.perf_counter() - started, failure)
             log.info("upstream %s %s failed: %s", method, path.split("?")[0], failure)
             return None
-        metrics.upstream_request(
-            _operation(method), time.perf_counter() - started, response.status_code
-        )
-        return response
+        metrics.upstream_request(_operation(method), time.perf_counter() - started, answer.status)
+        return answer
 
 
 def _operation(method: str) -> str:
@@ -124,19 +183,20 @@ def _operation(method: str) -> str:
     return "submit" if method == "POST" else "poll"
 
 
-def _json(response: httpx.Response) -> dict[str, Any] | None:
+def _json(body: bytes) -> dict[str, Any] | None:
     try:
-        body = response.json()
+        decoded = orjson.loads(body)
     except ValueError:
         return None
-    return body if isinstance(body, dict) else None
+    return decoded if isinstance(decoded, dict) else None
 
 
-def _permanent(response: httpx.Response) -> TaskFailed:
-    body = _json(response) or {}
-    code = str(body.get("code") or f"HTTP{response.status_code}")
-    if response.status_code in (401, 403) and code in ("InvalidApiKey", "AccessDenied", "HTTP401"):
+def _permanent(answer: Answer) -> TaskFailed:
+    body = _json(answer.body) or {}
+    status = answer.status
+    code = str(body.get("code") or f"HTTP{status}")
+    if status in (401, 403) and code in ("InvalidApiKey", "AccessDenied", "HTTP401"):
         # Our service credentials, not the client's request: say so without details.
         return TaskFailed(UPSTREAM_CODE, "The upstream service rejected synthgate's credentials.")
-    message = str(body.get("message") or f"The upstream service answered {response.status_code}.")
+    message = str(body.get("message") or f"The upstream service answered {status}.")
     return TaskFailed(code, message[:500])

@@ -16,6 +16,7 @@ prompt: ``sim:fail-task``, ``sim:fail-image=I``, ``sim:never``,
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import re
 import time
@@ -120,6 +121,8 @@ class Simulator:
         self.tasks: dict[str, SimTask] = {}
         self.stats: Counter[str] = Counter()
         self.max_open = 0
+        self._ends: list[float] = []  # when each finite open task ends (a heap)
+        self._endless = 0  # sim:never tasks
 
     async def fault(self) -> Response | None:
         """A process-wide injected fault for this request, or None."""
@@ -154,7 +157,10 @@ class Simulator:
         return Response(b'{"output": {"task_id": ', media_type="application/json")
 
     def open_tasks(self, now: float) -> int:
-        return sum(1 for t in self.tasks.values() if t.status(now) in ("PENDING", "RUNNING"))
+        """Tasks still PENDING or RUNNING (O(log n): the submit path asks on every submit)."""
+        while self._ends and self._ends[0] <= now:
+            heapq.heappop(self._ends)
+        return len(self._ends) + self._endless
 
     def create(self, body: dict[str, Any]) -> SimTask:
         params = body.get("parameters") or {}
@@ -182,6 +188,10 @@ class Simulator:
             directives=directives,
         )
         self.tasks[task.task_id] = task
+        if "never" in directives:
+            self._endless += 1
+        else:
+            heapq.heappush(self._ends, task.submitted + task.latency)
         return task
 
     def view(self, task: SimTask, base_url: str) -> dict[str, Any]:

@@ -12,17 +12,18 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.bodies import BodyLimitMiddleware
-from gateway.connections import UNAVAILABLE_ERRORS, open_redis, unavailable
+from gateway.connections import open_redis
 from gateway.directory import TenantDirectory
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError
+from gateway.failures import failure_reply
+from gateway.fastpath import TaskFetchFastPath
 from gateway.image_reader import open_image_reader
 from gateway.image_urls import open_presigner
-from gateway.logs import context_value
-from gateway.metrics import MetricsMiddleware, record_rejection
+from gateway.metrics import MetricsMiddleware
 from gateway.queueing import create_celery
 from gateway.readiness import Readiness
-from gateway.responses import JsonResponse, RequestIdMiddleware, reply
+from gateway.responses import JsonResponse, RequestIdMiddleware
 from gateway.routes import admin, events, files, health, metrics, openai_images, tasks
 from gateway.settings import Settings
 from gateway.signing import UrlSigner, shared_secret
@@ -32,8 +33,6 @@ from gateway.tenants import KeyDirectory
 from gateway.watch import TaskWatcher
 
 log = logging.getLogger("synthgate.gateway")
-
-_HTTP_CODES = {404: "NotFound", 405: "UnsupportedOperation", 413: "BadRequest.TooLarge"}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -68,7 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
             await client.aclose()
 
     app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
-    # Innermost: a 413 is counted in the metrics and carries the request id.
+    # Innermost: the task fetch, FastAPI's machinery skipped (gateway/fastpath.py).
+    app.add_middleware(TaskFetchFastPath)
+    # A 413 is counted in the metrics and carries the request id.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # inside RequestIdMiddleware: it reads the id
     app.add_middleware(RequestIdMiddleware)
@@ -86,36 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JsonResponse:
-        if exc.status_code in (403, 429):  # limits, quotas and access rules, per tenant
-            record_rejection(context_value("tenant"), exc.code)
-        response = reply(request, {"code": exc.code, "message": exc.message}, exc.status_code)
-        response.headers.update(exc.headers)  # Retry-After, X-RateLimit-*
-        return response
+    async def handle(request: Request, exc: Exception) -> JsonResponse:
+        return failure_reply(request, exc)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JsonResponse:
-        code = _HTTP_CODES.get(
-            exc.status_code, "BadRequest" if exc.status_code < 500 else "InternalError"
-        )
-        return reply(request, {"code": code, "message": str(exc.detail)}, exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JsonResponse:
-        return reply(request, {"code": "InvalidParameter", "message": str(exc.errors())}, 400)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JsonResponse:
-        log.exception("unhandled error")
-        return reply(
-            request, {"code": "InternalError", "message": "An internal error occurred."}, 500
-        )
-
-    @app.exception_handler(RedisError)
-    async def redis_error(request: Request, exc: RedisError) -> JsonResponse:
-        """Redis down, timing out, full or read-only: 503 with ``Retry-After``, never a 500."""
-        if not isinstance(exc, UNAVAILABLE_ERRORS):
-            return await unexpected(request, exc)
-        log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
-        return await api_error(request, unavailable(exc))
+    for kind in (ApiError, StarletteHTTPException, RequestValidationError, RedisError, Exception):
+        app.add_exception_handler(kind, handle)

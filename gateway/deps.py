@@ -60,7 +60,9 @@ async def _signer(request: Request) -> UrlSigner:
     return signer
 
 
-async def _caller(request: Request) -> Caller:
+async def resolve_caller(request: Request) -> Caller:
+    """The caller the request's ``Authorization: Bearer`` key belongs to (enabled), or
+    :class:`InvalidApiKey` / the tenant-disabled error."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -84,5 +86,5 @@ Store = Annotated[TaskStore, Depends(_store)]
 Submissions = Annotated[Submitter, Depends(_submitter)]
 Signer = Annotated[UrlSigner, Depends(_signer)]
 Links = Annotated[ImageUrls, Depends(_image_urls)]
-CurrentCaller = Annotated[Caller, Depends(_caller)]
+CurrentCaller = Annotated[Caller, Depends(resolve_caller)]
 JsonBody = Annotated[object, Depends(json_body)]

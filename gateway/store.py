@@ -21,6 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway import fairqueue, keys, taskindex
+from gateway.autopipeline import AutoPipeline
 from gateway.jobs import GenerationRequest
 from gateway.records import TaskRecord, TaskStatus, encode_results
 from gateway.webhooks import ENQUEUE_LUA
@@ -234,6 +235,8 @@ class TaskStore:
         self._ttl = ttl_seconds
         self._cancel = client.register_script(_CANCEL)
         self._index = taskindex.TaskIndex(client, UNFINISHED_TTL_SECONDS)
+        # Fetches come many at once (clients poll): one pipeline per loop turn carries them.
+        self._reads = AutoPipeline(client)
 
     async def create(self, task_id: str, tenant: str, request: GenerationRequest, pool: str) -> int:
         """Write a PENDING record for ``pool`` and index it, outside any tenant's limits and
@@ -262,7 +265,7 @@ class TaskStore:
 
     async def get(self, task_id: str, tenant: str) -> TaskRecord | None:
         """The record, or None when it does not exist or belongs to another tenant."""
-        data: dict[bytes, bytes] = await self._redis.hgetall(keys.task(task_id))  # type: ignore[assignment]
+        data: dict[bytes, bytes] = await self._reads.command("HGETALL", keys.task(task_id))
         if not data or data.get(b"tenant", b"") != tenant.encode():
             return None
         return TaskRecord.from_hash(task_id, data)

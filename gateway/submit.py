@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from gateway import fairqueue, keys, taskindex
+from gateway.autopipeline import AutoPipeline
 from gateway.errors import AccessDenied, InvalidApiKey, Throttling
 from gateway.idempotency import DEFAULT_TTL_SECONDS, conflict
 from gateway.jobs import GenerationRequest
@@ -172,6 +173,8 @@ class Submitter:
         idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS,
     ) -> None:
         self._script = client.register_script(_SUBMIT)
+        # Submits come many at once: one pipeline per loop turn carries their scripts.
+        self._calls = AutoPipeline(client)
         self._depth = feed_depth
         self._idempotency_ttl = idempotency_ttl_seconds
 
@@ -223,7 +226,7 @@ class Submitter:
             options.fingerprint,
             self._idempotency_ttl,
         ]
-        reply = await self._script(keys=script_keys, args=args)
+        reply = await self._calls.script(self._script, script_keys, args)
         verdict = reply[0].decode()
         if verdict in ("replay", "conflict"):
             return _replay(verdict, reply[1].decode(), options)

@@ -37,7 +37,8 @@ def test_every_scenario_runs_tiny_and_writes_its_table(
         row = rows[(scenario, target)]
         assert row["requests"] > 0 and row["latency_ms"]["p50"] >= 0, row
     submit = rows[("submit", "synthgate")]
-    assert submit["per_request"]["round_trips"] >= 1 and submit["per_request"]["bytes"] > 0
+    # At most one round trip a submit; fewer when submits share a pipeline under load.
+    assert 0 < submit["per_request"]["round_trips"] <= 1.1 and submit["per_request"]["bytes"] > 0
     assert submit["per_request"]["server_cpu_ms"] > 0
     lists = [row for row in result["rows"] if row["scenario"].startswith("list: ")]
     assert [row["scenario"] for row in lists][:2] == [

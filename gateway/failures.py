@@ -24,7 +24,7 @@ log = logging.getLogger("synthgate.gateway")
 _HTTP_CODES = {404: "NotFound", 405: "UnsupportedOperation", 413: "BadRequest.TooLarge"}
 
 
-def api_error_reply(request: Request, exc: ApiError) -> JsonResponse:
+def _api_error_reply(request: Request, exc: ApiError) -> JsonResponse:
     if exc.status_code in (403, 429):  # limits, quotas and access rules, per tenant
         record_rejection(context_value("tenant"), exc.code)
     response = reply(request, {"code": exc.code, "message": exc.message}, exc.status_code)
@@ -35,7 +35,7 @@ def api_error_reply(request: Request, exc: ApiError) -> JsonResponse:
 def failure_reply(request: Request, exc: Exception) -> JsonResponse:
     """The answer to ``exc`` raised while serving ``request``."""
     if isinstance(exc, ApiError):
-        return api_error_reply(request, exc)
+        return _api_error_reply(request, exc)
     if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(
             exc.status_code, "BadRequest" if exc.status_code < 500 else "InternalError"
@@ -46,6 +46,6 @@ def failure_reply(request: Request, exc: Exception) -> JsonResponse:
     if isinstance(exc, RedisError) and isinstance(exc, UNAVAILABLE_ERRORS):
         # Redis down, timing out, full or read-only: 503 with Retry-After, never a 500.
         log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
-        return api_error_reply(request, unavailable(exc))
+        return _api_error_reply(request, unavailable(exc))
     log.exception("unhandled error", exc_info=exc)
     return reply(request, {"code": "InternalError", "message": "An internal error occurred."}, 500)

@@ -55,10 +55,11 @@ class TaskFetchFastPath:
             return
         scope["route"] = _ROUTE  # the metrics' route label, as FastAPI's route would set it
         request = Request(scope, receive)
+        task_id = path[len(PREFIX) :]
         try:
             caller = await resolve_caller(request)
-            record = await store_of(request).get(path[len(PREFIX) :], caller.tenant)
-            body = task_body(request, path[len(PREFIX) :], record, image_urls_of(request))
+            record = await store_of(request).get(task_id, caller.tenant)
+            body = task_body(request, task_id, record, image_urls_of(request))
             response = reply(request, body)
         except Exception as exc:
             response = failure_reply(request, exc)

@@ -24,7 +24,6 @@ from gateway.store import (
     _ANNOTATE,
     _CLAIM,
     _FINISH,
-    _MARK_STORED,
     _RENEW,
     Claim,
     LeaseTerms,
@@ -50,7 +49,6 @@ class AsyncWorkerTaskStore:
         self._finish = client.register_script(_FINISH)
         self._annotate = client.register_script(_ANNOTATE)
         self._renew = client.register_script(_RENEW)
-        self._mark_stored = client.register_script(_MARK_STORED)
         self._raise_progress = client.register_script(_RAISE_PROGRESS)
         self._take = client.register_script(fairqueue.TAKE)
         self._batch = AutoPipeline(client)
@@ -60,15 +58,9 @@ class AsyncWorkerTaskStore:
         args = fairqueue.take_args(count, self._feed_depth, int(time.time() * 1000))
         return list(await self._batch.script(self._take, fairqueue.pool_keys(pool), args))
 
-    async def claim(self, task_id: str) -> Claim | None:
-        args = claim_args(self.lease, self._feed_depth, self._ttl)
-        return parse_claim(
-            task_id, await self._batch.script(self._claim, [keys.task(task_id)], args)
-        )
-
     async def claim_many(self, task_ids: Sequence[str]) -> list[Claim | Exception | None]:
-        """:meth:`claim` of each task, sent at once in one pipeline; a failed claim's
-        error in its place."""
+        """Claim each task (see ``WorkerTaskStore.claim``), all sent at once in one pipeline;
+        a failed claim's error in its place."""
         args = claim_args(self.lease, self._feed_depth, self._ttl)
         calls = [self._batch.script(self._claim, [keys.task(t)], args) for t in task_ids]
         self._batch.flush()
@@ -87,10 +79,6 @@ class AsyncWorkerTaskStore:
 
     async def annotate(self, task_id: str, field: str, value: str) -> bool:
         return bool(await self._batch.script(self._annotate, [keys.task(task_id)], [field, value]))
-
-    async def mark_stored(self, task_id: str, indexes: Sequence[int]) -> bool:
-        args: list[str | int] = [self.lease.worker, *indexes]
-        return bool(await self._batch.script(self._mark_stored, [keys.task(task_id)], args))
 
     async def raise_progress(self, task_id: str, progress: int) -> bool:
         """See :class:`workers.progress.ProgressRecorder`."""

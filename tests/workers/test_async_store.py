@@ -78,7 +78,7 @@ def test_the_calls_of_one_loop_turn_go_to_redis_in_one_pipeline(
 
     async def claim_all(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
         pipelines = PipelineCounter(client)
-        claims = await asyncio.gather(*(store.claim(t) for t in task_ids))
+        claims = await store.claim_many(task_ids)
         annotated = await asyncio.gather(
             *(store.annotate(t, "upstream_task_id", "u") for t in task_ids)
         )
@@ -100,8 +100,10 @@ def test_a_failing_call_fails_alone_and_a_flushed_script_cache_is_refilled(
 
     async def calls(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
         await client.script_flush()  # what a Redis restart does to the cache
-        good, bad = await asyncio.gather(
-            store.claim(task_id), store.annotate("not-a-hash-id", "f", "v"), return_exceptions=True
+        (good,), bad = await asyncio.gather(
+            store.claim_many([task_id]),
+            store.annotate("not-a-hash-id", "f", "v"),
+            return_exceptions=True,
         )
         wrong_type = await asyncio.gather(
             store._batch.script(store._annotate, ["not-a-hash"], ["f", "v"]),

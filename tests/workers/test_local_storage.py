@@ -14,7 +14,7 @@ def test_put_then_get(tmp_path: Path) -> None:
     storage.put("acme/2024-01-01/t/0.png", b"png")
     assert storage.exists("acme/2024-01-01/t/0.png")
     assert storage.get("acme/2024-01-01/t/0.png") == b"png"
-    assert not [p for p in tmp_path.rglob(".tmp-*")]
+    assert [p.name for p in tmp_path.rglob("*")] == ["acme", "2024-01-01", "t", "0.png"]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def test_sweep_removes_old_files_and_emptied_folders_and_keeps_fresh_ones(
     tmp_path: Path,
 ) -> None:
     old = _image(tmp_path, "acme/2024-01-01/t1/0.png", 2 * DAY)
-    stale_tmp = _image(tmp_path, "acme/2024-01-01/t1/.tmp-x.png", 2 * DAY)
+    stale_tmp = _image(tmp_path, "acme/2024-01-01/t1/.tmp-x.partial", 2 * DAY)
     fresh = _image(tmp_path, "acme/2024-01-03/t2/0.png", 60)
     assert sweep_local(tmp_path, DAY) == 2
     assert not old.exists() and not stale_tmp.exists()
@@ -41,6 +41,18 @@ def test_sweep_removes_old_files_and_emptied_folders_and_keeps_fresh_ones(
     assert fresh.read_bytes() == b"png"
     assert tmp_path.is_dir()
     assert sweep_local(tmp_path / "missing", DAY) == 0
+
+
+def test_a_killed_worker_s_partial_file_goes_after_an_hour_whatever_the_retention(
+    tmp_path: Path,
+) -> None:
+    abandoned = _image(tmp_path, "acme/2024-01-03/t1/.tmp-abc.partial", 2 * 3_600)
+    writing = _image(tmp_path, "acme/2024-01-03/t2/.tmp-def.partial", 60)  # a put under way
+    image = _image(tmp_path, "acme/2024-01-03/t1/0.png", 2 * 3_600)
+    named_alike = _image(tmp_path, "acme/2024-01-03/t1/.tmp-abc.png", 2 * 3_600)
+    assert sweep_local(tmp_path, 30 * DAY) == 1
+    assert not abandoned.exists()
+    assert writing.exists() and image.exists() and named_alike.exists()
 
 
 def test_the_worker_sweeper_runs_periodically(tmp_path: Path) -> None:

@@ -13,6 +13,12 @@ from workers.storage.base import StorageError
 # a concurrent write) may pass, so it is retried.
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
+# A put writes ``.tmp-<random>.partial`` beside its file, then renames it into place. A
+# worker killed in between leaves the partial behind: no key names it, the sweep removes it
+# (:func:`workers.storage.sweep.sweep_local`).
+PARTIAL_PREFIX = ".tmp-"
+PARTIAL_SUFFIX = ".partial"
+
 
 def _storage_error(action: str, key: str, exc: OSError) -> StorageError:
     return StorageError(f"{action} {key}: {exc}", transient=exc.errno not in _PERMANENT_ERRNOS)
@@ -37,7 +43,9 @@ class LocalStorage:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+            fd, tmp = tempfile.mkstemp(
+                dir=path.parent, prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX
+            )
         except OSError as exc:
             raise _storage_error("writing", key, exc) from exc
         try:

@@ -15,25 +15,39 @@ import time
 from pathlib import Path
 
 from gateway.settings import Settings
+from workers.storage.local import PARTIAL_PREFIX, PARTIAL_SUFFIX
 
 log = logging.getLogger("synthgate.worker.sweep")
+
+# A partial file (a put interrupted by a killed worker) older than this is garbage: a put
+# takes seconds at most. The retention period may be far longer.
+PARTIAL_MAX_AGE_SECONDS = 3_600.0
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
 
 
 def sweep_local(root: Path, max_age_seconds: float, now: float | None = None) -> int:
     """Delete files under ``root`` last written over ``max_age_seconds`` ago; returns how many.
 
-    Emptied folders go too. A worker writing into a folder just removed gets a
-    transient error and retries, which recreates it.
+    Partial files that a killed worker left go once they are an hour old
+    (:data:`PARTIAL_MAX_AGE_SECONDS`), whatever the retention. Emptied folders go too. A
+    worker writing into a folder just removed gets a transient error and retries, which
+    recreates it.
     """
     if not root.is_dir():
         return 0
-    cutoff = (time.time() if now is None else now) - max_age_seconds
+    now = time.time() if now is None else now
+    cutoff = now - max_age_seconds
+    partial_cutoff = now - min(max_age_seconds, PARTIAL_MAX_AGE_SECONDS)
     removed = 0
     for folder, _, files in os.walk(root, topdown=False):
         for name in files:
             path = Path(folder, name)
             try:
-                if path.lstat().st_mtime < cutoff:
+                limit = partial_cutoff if _is_partial(name) else cutoff
+                if path.lstat().st_mtime < limit:
                     path.unlink()
                     removed += 1
             except FileNotFoundError:  # another sweeper got there first

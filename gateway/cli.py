@@ -169,7 +169,15 @@ def simulate_upstream(args: argparse.Namespace) -> None:
         api_key=args.api_key,
     )
     print(f"DashScope simulator on http://{args.host}:{args.port}/api/v1", flush=True)
-    uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, log_level="warning")
+    # A hanging request (a fault it injects) would hold a graceful shutdown for an hour:
+    # one second for the others to finish, then the hanging ones are cut.
+    uvicorn.run(
+        create_simulator_app(config),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+    )
 
 
 def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

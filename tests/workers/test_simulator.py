@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -73,3 +76,29 @@ def test_injected_429_carries_retry_after(sim: SimulatorProcess) -> None:
 def test_unknown_knob_is_refused(sim: SimulatorProcess) -> None:
     answer = httpx.put(f"{sim.url}/_sim/config", json={"rate_boom": 1}, timeout=5)
     assert answer.status_code == 400
+
+
+def test_sigterm_stops_the_simulator_while_requests_hang(tmp_path: Path) -> None:
+    hanging = SimulatorProcess(tmp_path / "sim.log", "--rate-hang", "1", "--api-key", UPSTREAM_KEY)
+    hanging.start()
+    answers: list[httpx.Response | httpx.HTTPError] = []
+
+    def call() -> None:
+        try:
+            answers.append(httpx.get(f"{hanging.api}/tasks/x", headers=HEADERS, timeout=60))
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait = time.monotonic()
+    while hanging.stats()["requests"].get("fault.hang", 0) < 1:
+        assert time.monotonic() - wait < 10, "the request never hung"
+        time.sleep(0.05)
+    # SIGTERM was enough (uvicorn exits by the signal it caught), no SIGKILL after 20 s.
+    assert hanging.stop() in (0, -signal.SIGTERM)
+    caller.join(timeout=10)
+    # The hanging request was cut: uvicorn answers 500 to a request it cancels.
+    assert not caller.is_alive() and len(answers) == 1
+    answer = answers[0]
+    assert isinstance(answer, httpx.HTTPError) or answer.status_code == 500

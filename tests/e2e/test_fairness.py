@@ -50,7 +50,11 @@ class Flooded:
     """What B saw while A had FLOOD tasks queued."""
 
     waits: list[float]  # B's queue waits (s)
-    overtaken: list[int]  # for each of B's tasks, A's tasks that started while it waited
+    # For each of B's tasks, A's tasks that started while it waited: strictly after its
+    # submit and strictly before its start. Start times are Redis milliseconds, and a worker
+    # claims the tasks of one take together: an A task claimed in the same millisecond as B
+    # came in the same batch (or was taken before B was submitted), and is not counted.
+    overtaken: list[int]
     backlog: int  # A's tasks still waiting at the end
 
 
@@ -83,7 +87,7 @@ def _while_flooded(
         cancel_many(stack.redis.url, a_name, flooded)
     return Flooded(
         [(started - submitted) / 1000 for submitted, started in seen],
-        [sum(1 for a in a_started if submitted <= a <= started) for submitted, started in seen],
+        [sum(1 for a in a_started if submitted < a < started) for submitted, started in seen],
         backlog,
     )
 
@@ -120,5 +124,7 @@ def test_upstream_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
     assert seen.backlog >= FLOOD // 2
     # As in the GPU pool, plus one: the upstream worker takes as many tasks as it has free
     # slots and claims them a round trip later, so an A task it took just before B's
-    # submit can be claimed ("start") just after it.
+    # submit can be claimed ("start") just after it. (Over 320 of B's tasks in 16 runs:
+    # 2 or fewer but twice, 3 and 4; counting A tasks claimed in the same millisecond as
+    # B's submit or start too, as this test once did, it failed at 5.)
     assert max(seen.overtaken) <= DEPTH + 2, seen.overtaken

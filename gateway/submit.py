@@ -31,8 +31,15 @@ from gateway.usage import RETENTION_SECONDS, ms_until_next_day, utc_day
 # A client refused for too many unfinished tasks may retry soon: tasks end all the time.
 CONCURRENCY_RETRY_MS = 1_000
 
+# The shebang (Redis 7 script flags, none set) makes a full Redis refuse the whole submit
+# with OOM (a 503) before it runs. Without it a script is only refused at its first write
+# command if that command may grow memory, and this one's first write is the rate log's
+# ZREMRANGEBYSCORE (it may not): past it, Redis lets every write through, so a Redis at
+# ``maxmemory`` under ``noeviction`` kept accepting new tasks while it refused the writes
+# of cancels and workers.
 _SUBMIT = (
-    keys.LUA
+    "#!lua\n"
+    + keys.LUA
     + fairqueue.LUA
     + taskindex.LUA
     + """

@@ -17,8 +17,11 @@ from fixtures.processes import RedisServer
 from fixtures.stack import Stack, start_stack
 from fixtures.tasks import SUBMIT, body, submit
 
+from gateway import keys
 from gateway.connections import RETRY_AFTER_SECONDS
+from gateway.settings import Settings
 
+DEV_TENANT = Settings().dev_tenant  # the tenant of the stack's dev key
 TIMEOUT = 1.0  # SYNTHGATE_REDIS_TIMEOUT_SECONDS here: how long a hung Redis may hold a request
 
 
@@ -114,13 +117,22 @@ def test_a_write_refused_by_a_full_redis_is_503_and_reads_still_work(durable: St
     client = durable.redis.client()
     with httpx.Client(base_url=durable.api, headers=durable.headers(), timeout=30) as http:
         task_id = submit(http, body())
+        # A submit older than the rate log's minute: the next submit's script trims it first.
+        client.zadd(keys.tenant_rate(DEV_TENANT), {"an-old-submit": 1})
+        before = _snapshot(durable.redis)
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", "1")  # Redis refuses writes that could grow it
         try:
-            answer = http.post(f"/tasks/{task_id}/cancel")  # its script's first write: refused
-            _assert_unavailable(answer)
-            assert "full" in answer.json()["message"]
+            for answer in (
+                http.post(f"/tasks/{task_id}/cancel"),  # its script's first write: refused
+                http.post(SUBMIT, json=body()),  # refused whole, trim or no trim
+            ):
+                _assert_unavailable(answer)
+                assert "full" in answer.json()["message"]
             assert http.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "PENDING"
+            assert http.get("/tasks").json()["total"] == 1
         finally:
             client.config_set("maxmemory", "0")
+        assert _snapshot(durable.redis) == before  # nothing written, nothing trimmed
         assert http.post(f"/tasks/{task_id}/cancel").status_code == 200
+        assert http.post(SUBMIT, json=body()).status_code == 200

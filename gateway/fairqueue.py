@@ -35,6 +35,7 @@ from __future__ import annotations
 import redis
 
 from gateway import keys
+from gateway.scriptflags import REFUSED_WHEN_FULL
 
 # Fed-but-unclaimed tasks per pool (SYNTHGATE_FEED_DEPTH): a newcomer waits behind at most
 # this many, and a pool's workers find this many ready whenever one of them looks.
@@ -138,7 +139,8 @@ return fq_feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[1]), t
 # worker whose hundreds of slots free at once refills them in one round trip, not one
 # claim-and-feed per task. The choice between tenants is still the feed's.
 TAKE = (
-    keys.LUA
+    REFUSED_WHEN_FULL
+    + keys.LUA
     + LUA
     + """
 local count = tonumber(ARGV[1])

@@ -24,6 +24,7 @@ from gateway import fairqueue, keys, taskindex
 from gateway.autopipeline import AutoPipeline
 from gateway.jobs import GenerationRequest
 from gateway.records import TaskRecord, TaskStatus, encode_results
+from gateway.scriptflags import REFUSED_WHEN_FULL, RUNS_WHEN_FULL
 from gateway.webhooks import ENQUEUE_LUA
 
 # A task that never ends (a lost message, say) still disappears eventually.
@@ -79,7 +80,8 @@ end
 # claims the task takes it over. Each claim counts an attempt; a task claimed more than
 # ``max attempts`` times kept killing its workers and FAILS instead of running again.
 _CLAIM = (
-    keys.LUA
+    REFUSED_WHEN_FULL
+    + keys.LUA
     + fairqueue.LUA
     + RELEASE_LUA
     + """
@@ -129,7 +131,8 @@ return {status, attempts, row[1], row[2], row[3], row[4], row[5] or '', row[6] o
 # Only the lease holder finishes a task: a worker that lost its lease (it was cut off
 # from Redis while another took the task over) leaves the record to the new holder.
 _FINISH = (
-    keys.LUA
+    RUNS_WHEN_FULL
+    + keys.LUA
     + RELEASE_LUA
     + """
 local row = redis.call('HMGET', KEYS[1], 'status', 'worker', 'pool')
@@ -150,7 +153,9 @@ return 1
 
 # The images of a task stored so far (indexes), so that a worker taking the task over
 # makes and stores only the others.
-_MARK_STORED = """
+_MARK_STORED = (
+    RUNS_WHEN_FULL
+    + """
 local row = redis.call('HMGET', KEYS[1], 'status', 'worker', 'stored')
 if row[1] ~= 'RUNNING' or row[2] ~= ARGV[1] then return 0 end
 local stored = row[3] or ''
@@ -163,10 +168,12 @@ local _, commas = string.gsub(stored, ',', '')
 redis.call('HSET', KEYS[1], 'stored', stored, 'images_done', stored == '' and 0 or commas + 1)
 return 1
 """
+)
 
 # Extends the worker's leases on the tasks it still holds; returns those it no longer holds.
 _RENEW = (
-    keys.LUA
+    RUNS_WHEN_FULL
+    + keys.LUA
     + """
 -- KEYS: task records; ARGV: worker, lease until (ms)
 local lost = {}
@@ -183,11 +190,14 @@ return lost
 """
 )
 
-_ANNOTATE = """
+_ANNOTATE = (
+    RUNS_WHEN_FULL
+    + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 # A canceled task still waiting in its tenant's list leaves it. One already fed stays where
 # it is, in the Celery queue and the pool's starting set: the worker that takes it skips it,

@@ -24,6 +24,7 @@ from gateway.errors import AccessDenied, InvalidApiKey, Throttling
 from gateway.idempotency import DEFAULT_TTL_SECONDS, conflict
 from gateway.jobs import GenerationRequest
 from gateway.priority import Priority
+from gateway.scriptflags import REFUSED_WHEN_FULL
 from gateway.store import UNFINISHED_TTL_SECONDS, now_ms
 from gateway.tenants import Caller
 from gateway.usage import RETENTION_SECONDS, ms_until_next_day, utc_day
@@ -31,14 +32,8 @@ from gateway.usage import RETENTION_SECONDS, ms_until_next_day, utc_day
 # A client refused for too many unfinished tasks may retry soon: tasks end all the time.
 CONCURRENCY_RETRY_MS = 1_000
 
-# The shebang (Redis 7 script flags, none set) makes a full Redis refuse the whole submit
-# with OOM (a 503) before it runs. Without it a script is only refused at its first write
-# command if that command may grow memory, and this one's first write is the rate log's
-# ZREMRANGEBYSCORE (it may not): past it, Redis lets every write through, so a Redis at
-# ``maxmemory`` under ``noeviction`` kept accepting new tasks while it refused the writes
-# of cancels and workers.
 _SUBMIT = (
-    "#!lua\n"
+    REFUSED_WHEN_FULL  # a full Redis answers OOM (503) before the script writes anything
     + keys.LUA
     + fairqueue.LUA
     + taskindex.LUA

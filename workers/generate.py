@@ -85,16 +85,19 @@ def log_not_runnable(task_id: str, claim: Claim | None) -> None:
 
 
 def with_redis_retry(call: Callable[[], _T], within: float) -> _T:
-    """``call()``, retried while Redis is unreachable (restarting) for up to ``within`` s."""
+    """``call()``, retried while Redis is unreachable (restarting), or full and refusing to
+    start new work (the claim, see :mod:`gateway.scriptflags`), for up to ``within`` s.
+    Past that the error rises: the task's message is dropped, and the reaper queues the
+    unclaimed task again."""
     give_up = time.monotonic() + within
     delay = 0.2
     while True:
         try:
             return call()
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.exceptions.OutOfMemoryError) as exc:
             if time.monotonic() >= give_up:
                 raise
-            log.warning("Redis is unreachable (%s); retrying in %.1fs", exc, delay)
+            log.warning("Redis is unreachable or full (%s); retrying in %.1fs", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -19,18 +19,22 @@ import time
 import redis
 
 from gateway import keys
+from gateway.scriptflags import RUNS_WHEN_FULL
 
 log = logging.getLogger("synthgate.worker")
 
 DENOISED = 90  # progress when the last denoising step is done (decoding and storing follow)
 UPSTREAM_PROGRESS = {"PENDING": 0, "RUNNING": 50, "SUCCEEDED": DENOISED}
 
-_RAISE = """
+_RAISE = (
+    RUNS_WHEN_FULL
+    + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'progress') or -1) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1])
 return 1
 """
+)
 
 
 class ProgressRecorder:

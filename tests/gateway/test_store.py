@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
-from fixtures.processes import RedisServer
-from fixtures.tenants import submit_direct
+from fixtures.processes import RedisServer, running_redis
+from fixtures.tenants import register_tenant, submit_direct
 
 from gateway import keys
 from gateway.jobs import GenerationRequest
@@ -127,3 +128,52 @@ def test_concurrent_cancel_and_claim_have_exactly_one_winner(
         claimed = claim.previous is TaskStatus.PENDING and claim.runnable
         canceled = before_cancel is TaskStatus.PENDING
         assert claimed != canceled
+
+
+def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
+    tmp_path: Path,
+) -> None:
+    """At ``maxmemory`` (``noeviction``): no submit, take or claim changes anything, while
+    a running task keeps its lease, reports progress and finishes (``gateway.scriptflags``)."""
+    from workers.async_store import AsyncWorkerTaskStore
+    from workers.progress import ProgressRecorder
+
+    with running_redis(tmp_path) as server:
+        key = register_tenant(server.url, "acme")
+        running, queued = (submit_direct(server.url, key, JOB, POOL) for _ in range(2))
+        client = server.client()
+        store = WorkerTaskStore(client, TTL)
+        assert store.claim(running) is not None
+        # An accepted submit older than the rate log's minute: the next submit trims it first.
+        client.zadd(keys.tenant_rate("acme"), {"an-old-submit": 1})
+        before = {k: client.dump(k) for k in client.scan_iter(count=1000)}
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")
+        try:
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                submit_direct(server.url, key, JOB, POOL)
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                store.claim(queued)
+
+            async def take() -> list[Any]:
+                aclient = aioredis.Redis.from_url(server.url)
+                try:
+                    return await AsyncWorkerTaskStore(aclient, TTL, 2, store.lease).take(POOL, 1)
+                finally:
+                    await aclient.aclose()
+
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                asyncio.run(take())
+            assert {k: client.dump(k) for k in client.scan_iter(count=1000)} == before
+
+            assert store.renew([running]) == []
+            assert store.annotate(running, "upstream_task_id", "up-1")
+            ProgressRecorder(client, interval_seconds=0).record(running, 40)
+            assert store.mark_stored(running, [0])
+            assert store.finish(running, TaskStatus.SUCCEEDED, [{"key": "acme/x/0.png"}])
+        finally:
+            client.config_set("maxmemory", "0")
+        assert client.hget(keys.task(running), "status") == b"SUCCEEDED"
+        assert client.hget(keys.task(queued), "status") == b"PENDING"
+        claim = store.claim(queued)  # room again: the queued task starts
+        assert claim is not None and claim.attempts == 1

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
 from fixtures.stack import Stack
 from fixtures.tenants import submit_direct
 
@@ -18,7 +19,7 @@ from gateway.records import TaskStatus
 from gateway.settings import Settings
 from gateway.store import LeaseTerms, WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
-from workers.generate import run_generate
+from workers.generate import run_generate, with_redis_retry
 from workers.runtime import LocalBackend, WorkerRuntime
 from workers.storage.local import LocalStorage
 
@@ -151,3 +152,43 @@ def test_a_task_taken_over_makes_and_stores_only_the_images_not_stored_before(
     ]
     kept = {p.name: p.read_bytes() for p in tmp_path.rglob("*.png")}
     assert kept["0.png"] == b"x" and kept["2.png"] == b"x"  # not made or stored again
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ConnectionError("Connection refused"),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+    ],
+)
+def test_a_claim_waits_out_a_restarting_or_full_redis_then_gives_up(error: Exception) -> None:
+    calls: list[float] = []
+
+    def claim() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise error
+        return "claimed"
+
+    assert with_redis_retry(claim, within=10) == "claimed"
+    calls.clear()
+
+    def never() -> str:
+        calls.append(time.monotonic())
+        raise error
+
+    with pytest.raises(type(error)):
+        with_redis_retry(never, within=0.5)
+    assert len(calls) >= 2 and calls[-1] - calls[0] >= 0.4  # it kept trying for ~0.5 s
+
+
+def test_other_redis_errors_are_not_retried() -> None:
+    calls: list[int] = []
+
+    def claim() -> str:
+        calls.append(1)
+        raise redis.ResponseError("WRONGTYPE")
+
+    with pytest.raises(redis.ResponseError):
+        with_redis_retry(claim, within=10)
+    assert calls == [1]

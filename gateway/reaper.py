@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import redis
 
 from gateway import keys
+from gateway.scriptflags import RUNS_WHEN_FULL
 from gateway.store import POISON_CODE, RELEASE_LUA, poison_message
 
 log = logging.getLogger("synthgate.reaper")
@@ -36,8 +37,10 @@ log = logging.getLogger("synthgate.reaper")
 LOST_CODE = "InternalError.Timeout"
 _BATCH = 1000
 
+# The reaper only ends or moves work that exists: it runs on a full Redis too.
 _REAP_TASKS = (
-    keys.LUA
+    RUNS_WHEN_FULL
+    + keys.LUA
     + RELEASE_LUA
     + """
 -- KEYS: the tenant's unfinished set; ARGV: now, cutoff (ms), record ttl, batch, code, message
@@ -63,7 +66,8 @@ return reaped
 )
 
 _TAKE_OVER = (
-    keys.LUA
+    RUNS_WHEN_FULL
+    + keys.LUA
     + RELEASE_LUA
     + """
 -- KEYS: the pool's leases, its Celery queue
@@ -98,7 +102,9 @@ return {moved, failed}
 """
 )
 
-_REQUEUE = """
+_REQUEUE = (
+    RUNS_WHEN_FULL
+    + """
 -- KEYS: the pool's Celery queue, its starting set; ARGV: cutoff (ms), now
 local requeued, dropped = 0, 0
 for _, task in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 100)) do
@@ -116,6 +122,7 @@ for _, task in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIM
 end
 return {requeued, dropped}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ With these lines:
 - scripts that start new work (:data:`REFUSED_WHEN_FULL`: the submit, the claim, the
   upstream worker's take) are refused whole, before they change anything: a submit gets
   503, queued tasks wait in their queues;
-- scripts that move running work to its end (:data:`RUNS_WHEN_FULL`: finish, lease
-  renewal, progress, annotations) run whatever the memory: a few small fields a task,
-  and finished records then expire as usual.
+- scripts that move work to its end (:data:`RUNS_WHEN_FULL`: finish, lease renewal,
+  progress, annotations, a client's cancel, the reaper's passes) run whatever the memory:
+  a few small fields a task (a cancel frees the queued message), and finished records
+  expire as usual.
 """
 
 from __future__ import annotations

@@ -204,7 +204,8 @@ return 1
 # and its claim makes room for the next task (feeding here instead would feed tasks that a
 # bulk cancel then cancels in the queue, one after the other).
 _CANCEL = (
-    keys.LUA
+    RUNS_WHEN_FULL  # it frees memory (the queued message) and the tenant's slot
+    + keys.LUA
     + fairqueue.LUA
     + RELEASE_LUA
     + """

@@ -17,7 +17,7 @@ from fixtures.tenants import register_tenant, submit_direct
 from gateway import keys
 from gateway.jobs import GenerationRequest
 from gateway.records import TaskStatus
-from gateway.store import UNFINISHED_TTL_SECONDS, TaskStore, WorkerTaskStore
+from gateway.store import UNFINISHED_TTL_SECONDS, TaskStore, WorkerTaskStore, now_ms
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 2, 5, 7.0, 9)
 TTL = 3600
@@ -177,3 +177,29 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
         assert client.hget(keys.task(queued), "status") == b"PENDING"
         claim = store.claim(queued)  # room again: the queued task starts
         assert claim is not None and claim.attempts == 1
+
+
+def test_the_reaper_ends_a_task_past_its_deadline_on_a_full_redis(tmp_path: Path) -> None:
+    from gateway.reaper import Reaper, ReaperTerms
+
+    with running_redis(tmp_path) as server:
+        key = register_tenant(server.url, "acme")
+        late, fed = (submit_direct(server.url, key, JOB, POOL) for _ in range(2))
+        client = server.client()
+        assert WorkerTaskStore(client, TTL).claim(late) is not None
+        terms = ReaperTerms(
+            ttl_seconds=TTL,
+            deadline_seconds=1,
+            requeue_after_seconds=1,
+            lease_seconds=20,
+            max_attempts=3,
+        )
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")
+        try:
+            reaped = Reaper(client, terms).run([POOL], now_ms() + 2_000)
+        finally:
+            client.config_set("maxmemory", "0")
+        assert reaped.tasks == 1
+        assert client.hget(keys.task(late), "status") == b"FAILED"
+        assert client.hget(keys.task(fed), "status") == b"PENDING"

@@ -10,7 +10,6 @@ import logging
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.connections import UNAVAILABLE_ERRORS, unavailable
@@ -43,7 +42,7 @@ def failure_reply(request: Request, exc: Exception) -> JsonResponse:
         return reply(request, {"code": code, "message": str(exc.detail)}, exc.status_code)
     if isinstance(exc, RequestValidationError):
         return reply(request, {"code": "InvalidParameter", "message": str(exc.errors())}, 400)
-    if isinstance(exc, RedisError) and isinstance(exc, UNAVAILABLE_ERRORS):
+    if isinstance(exc, UNAVAILABLE_ERRORS):
         # Redis down, timing out, full or read-only: 503 with Retry-After, never a 500.
         log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
         return _api_error_reply(request, unavailable(exc))

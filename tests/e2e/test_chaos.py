@@ -31,7 +31,7 @@ from fixtures.tenants import register_tenant
 from gateway import keys
 from gateway.store import POISON_CODE, now_ms
 from gateway.usage import utc_day
-from workers.storage.local import PARTIAL_PREFIX, PARTIAL_SUFFIX
+from workers.storage.local import is_partial
 
 TASKS = 200
 KILLS = 5
@@ -97,10 +97,6 @@ def _make_chaos(stack: Stack, done: threading.Event, chaos: Chaos) -> None:
             chaos.redis_restarted_ms = now_ms()
             stack.redis.stop()  # SIGTERM: Redis writes its AOF out and exits
             stack.redis.start()  # same port, same data directory
-
-
-def _partial(path: Path) -> bool:
-    return path.name.startswith(PARTIAL_PREFIX) and path.name.endswith(PARTIAL_SUFFIX)
 
 
 def _all_final(statuses: dict[str, str], count: int) -> bool:
@@ -175,7 +171,7 @@ def test_no_task_is_lost_when_workers_die_and_redis_restarts(stack: Stack) -> No
     # in the middle of a put leaves its partial file (``.tmp-*.partial``, named by no key;
     # the sweep removes it after an hour): that is all that may lie beside the images.
     files = [p for p in stack.storage_dir.rglob("*") if p.is_file()]
-    stored = sorted(str(p.relative_to(stack.storage_dir)) for p in files if not _partial(p))
+    stored = sorted(str(p.relative_to(stack.storage_dir)) for p in files if not is_partial(p.name))
     day = time.strftime("%Y-%m-%d", time.gmtime())
     expected = sorted(f"{tenant}/{day}/{t}/{i}.png" for t, n in jobs.items() for i in range(n))
     assert stored == expected

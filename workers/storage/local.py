@@ -20,6 +20,11 @@ PARTIAL_PREFIX = ".tmp-"
 PARTIAL_SUFFIX = ".partial"
 
 
+def is_partial(name: str) -> bool:
+    """Whether a file name is a put's temporary file (see :data:`PARTIAL_PREFIX`)."""
+    return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
+
+
 def _storage_error(action: str, key: str, exc: OSError) -> StorageError:
     return StorageError(f"{action} {key}: {exc}", transient=exc.errno not in _PERMANENT_ERRNOS)
 

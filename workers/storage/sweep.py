@@ -15,17 +15,13 @@ import time
 from pathlib import Path
 
 from gateway.settings import Settings
-from workers.storage.local import PARTIAL_PREFIX, PARTIAL_SUFFIX
+from workers.storage.local import is_partial
 
 log = logging.getLogger("synthgate.worker.sweep")
 
 # A partial file (a put interrupted by a killed worker) older than this is garbage: a put
 # takes seconds at most. The retention period may be far longer.
 PARTIAL_MAX_AGE_SECONDS = 3_600.0
-
-
-def _is_partial(name: str) -> bool:
-    return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
 
 
 def sweep_local(root: Path, max_age_seconds: float, now: float | None = None) -> int:
@@ -46,7 +42,7 @@ def sweep_local(root: Path, max_age_seconds: float, now: float | None = None) ->
         for name in files:
             path = Path(folder, name)
             try:
-                limit = partial_cutoff if _is_partial(name) else cutoff
+                limit = partial_cutoff if is_partial(name) else cutoff
                 if path.lstat().st_mtime < limit:
                     path.unlink()
                     removed += 1

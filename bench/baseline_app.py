@@ -11,7 +11,7 @@ httptools, one process, no access log), so the ratio compares the applications.
 
     .venv/bin/python bench/baseline_app.py --port 8001 --redis redis://127.0.0.1:6379/0
 
-It reads the keys synthgate's tenant directory writes (``gateway/keys.py`` names them), so
+It reads the keys synthgate's tenant directory writes (``taskcore/redis_keys.py`` names them), so
 one registered key works against both gateways.
 """
 
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from gateway import keys  # noqa: E402
+from taskcore import redis_keys  # noqa: E402
 
 TASK = "synthgate.generate"
 QUEUE = "baseline.noop"  # nothing consumes it
@@ -77,7 +77,7 @@ def create_app(redis_url: str) -> FastAPI:
     async def tenant_of(authorization: str) -> str:
         token = authorization.removeprefix("Bearer ").strip()
         digest = hashlib.sha256(token.encode()).hexdigest()
-        tenant = await state["redis"].hget(keys.api_key(digest), "tenant")
+        tenant = await state["redis"].hget(redis_keys.api_key(digest), "tenant")
         if tenant is None:
             raise HTTPException(401, "invalid api key")
         return str(tenant.decode())
@@ -99,15 +99,15 @@ def create_app(redis_url: str) -> FastAPI:
             "request": body.model_dump_json(),
             "submit_ms": time.time_ns() // 1_000_000,
         }
-        await state["redis"].hset(keys.task(task_id), mapping=record)
-        await state["redis"].expire(keys.task(task_id), TTL_SECONDS)
+        await state["redis"].hset(redis_keys.task(task_id), mapping=record)
+        await state["redis"].expire(redis_keys.task(task_id), TTL_SECONDS)
         celery.send_task(TASK, args=[task_id], queue=QUEUE)
         return {"output": {"task_id": task_id, "task_status": "PENDING"}, "request_id": task_id}
 
     @app.get("/api/v1/tasks/{task_id}")
     async def fetch(task_id: str, authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
         tenant = await tenant_of(authorization)
-        data = await state["redis"].hgetall(keys.task(task_id))
+        data = await state["redis"].hgetall(redis_keys.task(task_id))
         if not data or data.get(b"tenant", b"").decode() != tenant:
             return {"output": {"task_id": task_id, "task_status": "UNKNOWN"}}
         output = {"task_id": task_id, "task_status": data[b"status"].decode()}

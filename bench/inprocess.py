@@ -19,8 +19,8 @@ import uvloop
 from harness import SUBMIT_PATH, Rig
 from scenarios import submit_request
 
-from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.edge.app import create_app
+from taskcore.settings import Settings
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from harness import SUBMIT_PATH, Rig, Server, measure
 
-from gateway import keys
+from taskcore import redis_keys
 
 WORDS_75 = " ".join(f"word{i}" for i in range(75))
 
@@ -60,10 +60,10 @@ def record_size(rig: Rig, server: Server, negative_prompt: str = "") -> int:
     client = rig.redis.client()
     try:
         deadline = time.monotonic() + 60
-        while client.hget(keys.task(task_id), "status") != b"SUCCEEDED":
+        while client.hget(redis_keys.task(task_id), "status") != b"SUCCEEDED":
             assert time.monotonic() < deadline, "the record never SUCCEEDED"
             time.sleep(0.05)
-        usage = client.memory_usage(keys.task(task_id), samples=0)
+        usage = client.memory_usage(redis_keys.task(task_id), samples=0)
     finally:
         client.close()
     return int(usage or 0)

@@ -36,8 +36,8 @@ def _arguments() -> argparse.Namespace:
 def _build(with_metrics: bool) -> Any:
     from fastapi import FastAPI
 
-    from gateway.metrics import MetricsMiddleware
-    from gateway.responses import JsonResponse, RequestIdMiddleware
+    from gateway.edge.responses import JsonResponse, RequestIdMiddleware
+    from gateway.operations.metrics import MetricsMiddleware
 
     app = FastAPI()
 
@@ -88,8 +88,8 @@ def main() -> None:
     args = _arguments()
     if args.multiprocess:  # before prometheus_client is imported: it picks its storage then
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-metrics-")
-    from gateway.logs import configure_logging
-    from gateway.settings import Settings
+    from taskcore.logs import configure_logging
+    from taskcore.settings import Settings
 
     with open(os.devnull, "w") as sink:
         configure_logging(Settings(log_level=args.log_level, log_format="json"), sink)

@@ -1,7 +1,7 @@
 """A no-op pool for the pickup benchmark: a real Celery worker whose backend makes nothing.
 
 Everything but the image making is the worker's own code: the Celery app and broker
-settings (``gateway.queueing``), the ``synthgate.generate`` task body
+settings (``taskcore.celery_queue``), the ``synthgate.generate`` task body
 (``workers.generate.run_generate``: claim through ``WorkerTaskStore.claim`` with its lease,
 store, finish through ``WorkerTaskStore.finish``) and the worker runtime (status store
 client, local storage). The backend answers each image with a 1x1 PNG at once, so a
@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from gateway.jobs import ImageOutcome  # noqa: E402
-from gateway.logs import configure_logging  # noqa: E402
-from gateway.queueing import GENERATE_TASK, create_celery  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
-from gateway.store import Claim  # noqa: E402
+from simulator.png import solid_png  # noqa: E402
+from taskcore.celery_queue import GENERATE_TASK, create_celery  # noqa: E402
+from taskcore.contract import ImageOutcome  # noqa: E402
+from taskcore.logs import configure_logging  # noqa: E402
+from taskcore.settings import Settings  # noqa: E402
+from taskcore.store.claims import Claim  # noqa: E402
 from workers.generate import run_generate  # noqa: E402
 from workers.runtime import build_runtime  # noqa: E402
-from workers.simulator.png import solid_png  # noqa: E402
 
 
 class NoopBackend:

@@ -1,7 +1,7 @@
 """Fill a private Redis with finished task records and their listing indexes, fast.
 
 A Lua script writes records in batches inside Redis, with the index entries that
-``ix_submitted`` and ``ix_final`` (``gateway/taskindex.py``) would write for them, in one
+``ix_submitted`` and ``ix_final`` (``taskcore/store/taskindex.py``) would write for them, in one
 ``ZADD`` per index and batch. Each record is a finished task as the finish leaves it (n=1,
 one stored image), submitted in the last 20 hours, expiring 24 hours after its end;
 statuses SUCCEEDED (most), FAILED (1 in 20) and CANCELED (1 in 50), models alternating.
@@ -21,18 +21,16 @@ import redis
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from gateway import keys, taskindex  # noqa: E402
-from gateway.jobs import GenerationRequest  # noqa: E402
+from taskcore import scripts  # noqa: E402
+from taskcore.contract import GenerationRequest  # noqa: E402
 
 BATCH = 5_000
 OTHER_TENANTS = 99
 SPREAD_MS = 20 * 3_600_000
 TTL_MS = 24 * 3_600_000
 
-_WRITE = (
-    keys.LUA
-    + taskindex.LUA
-    + """
+_WRITE = scripts.compose(
+    """
 -- ARGV: 1 tenant, 2 tenant number, 3 first, 4 count, 5 total, 6 now ms, 7 spread ms,
 --       8 record ttl ms, 9 request (XL), 10 request (v1.5), 11 day (YYYY-MM-DD)
 local tenant, first, count = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -78,7 +76,8 @@ for index, flat in pairs(members) do
   ix_keep(index, spread + ttl)
 end
 return count
-"""
+""",
+    uses=("keys", "taskindex"),
 )
 
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 from harness import SUBMIT_PATH, Rig, Server, measure, run_load, wait_for
 
-from gateway import keys
+from taskcore import redis_keys
 
 PROMPT = "a red fox running through fresh snow at dawn, soft golden light, highly detailed"
 
@@ -79,7 +79,7 @@ def submit_at(rig: Rig, server: Server, knobs: Knobs, rate: float) -> dict[str, 
 def task_ids(rig: Rig, count: int) -> list[str]:
     client = rig.redis.client()
     try:
-        raw = client.zrevrange(keys.tenant_tasks("bench"), 0, count - 1)
+        raw = client.zrevrange(redis_keys.tenant_tasks("bench"), 0, count - 1)
     finally:
         client.close()
     return [item.decode() for item in raw]  # type: ignore[union-attr]
@@ -99,7 +99,7 @@ def _record_times(rig: Rig, records: list[list[Any]], fields: list[str]) -> list
         pipe = client.pipeline(transaction=False)
         sent = []
         for wall, _, body in records:
-            pipe.hmget(keys.task(orjson.loads(body)["output"]["task_id"]), fields)
+            pipe.hmget(redis_keys.task(orjson.loads(body)["output"]["task_id"]), fields)
             sent.append(int(wall * 1000))
         rows = pipe.execute()
     finally:

@@ -30,14 +30,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from fixtures.processes import RedisServer, SynthgateProcess, wait_until  # noqa: E402
 from fixtures.simulator import SimulatorProcess  # noqa: E402
 
-from gateway import keys  # noqa: E402
-from gateway.accounts import Limits  # noqa: E402
-from gateway.directory import TenantDirectory  # noqa: E402
-from gateway.jobs import GenerationRequest  # noqa: E402
-from gateway.queueing import create_celery, generate_message  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
-from gateway.submit import Submitter  # noqa: E402
-from gateway.tenants import KeyDirectory  # noqa: E402
+from gateway.intake.admission import Submitter  # noqa: E402
+from gateway.tenancy.auth import KeyDirectory  # noqa: E402
+from gateway.tenancy.directory import TenantDirectory  # noqa: E402
+from gateway.tenancy.models import Limits  # noqa: E402
+from taskcore import redis_keys  # noqa: E402
+from taskcore.celery_queue import create_celery, generate_message  # noqa: E402
+from taskcore.contract import GenerationRequest  # noqa: E402
+from taskcore.settings import Settings  # noqa: E402
 from workers.heartbeat import live_workers  # noqa: E402
 
 KEY = "sk-bench-upstream"
@@ -68,7 +68,7 @@ def final_times(server: RedisServer, ids: list[str]) -> list[tuple[bytes, int, i
     client = server.client()
     with client.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hmget(keys.task(task_id), ["status", "submit_ms", "scheduled_ms", "end_ms"])
+            pipe.hmget(redis_keys.task(task_id), ["status", "submit_ms", "scheduled_ms", "end_ms"])
         rows = pipe.execute()
     return [(r[0], int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
 

@@ -8,8 +8,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md /src/
+COPY taskcore /src/taskcore
 COPY gateway /src/gateway
 COPY workers /src/workers
+COPY synthgate /src/synthgate
+COPY simulator /src/simulator
 RUN /opt/venv/bin/pip install /src
 
 FROM python:3.11.13-slim-bookworm

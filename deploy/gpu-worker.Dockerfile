@@ -18,8 +18,11 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md /src/
+COPY taskcore /src/taskcore
 COPY gateway /src/gateway
 COPY workers /src/workers
+COPY synthgate /src/synthgate
+COPY simulator /src/simulator
 RUN /opt/venv/bin/pip install "/src[diffusers]"
 
 FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04

@@ -1,1 +1,1 @@
-"""synthgate gateway: the DashScope-compatible HTTP edge, auth, validation and the status store."""
+"""The HTTP service: edge, API contracts, intake, tenancy and operations (no worker code)."""

@@ -17,7 +17,7 @@ from fixtures.stack import Gateways, Stack, start_gateways, start_stack
 from fixtures.tenants import register_tenant
 from fixtures.webhooks import HookStack, start_hook_stack
 
-from gateway.catalog import LOCAL_QUEUES, MODELS
+from taskcore.catalog import LOCAL_QUEUES, MODELS
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ import redis
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
-from gateway.catalog import UPSTREAM_QUEUE
-from gateway.logs import uses_json
-from gateway.queueing import GENERATE_TASK, create_celery
-from gateway.settings import Settings
+from taskcore.catalog import UPSTREAM_QUEUE
+from taskcore.celery_queue import GENERATE_TASK, create_celery
+from taskcore.logs import uses_json
+from taskcore.settings import Settings
 from workers.generate import run_generate
 from workers.heartbeat import Heartbeat
 from workers.runtime import get_runtime, served_queues
@@ -29,7 +29,7 @@ def create_worker_app(settings: Settings) -> Celery:
     app.conf.worker_proc_alive_timeout = 600
     queues = served_queues(settings)
     run_with_celery_worker(worker_services(settings, queues))
-    # A receiver tells Celery that logging is configured (gateway.logs): it then adds no
+    # A receiver tells Celery that logging is configured (taskcore.logs): it then adds no
     # handler of its own and leaves stdout alone, in this process and in its children.
     setup_logging.connect(_logging_is_configured, weak=False)
 

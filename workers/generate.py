@@ -10,10 +10,10 @@ from typing import TypeVar
 
 import redis
 
-from gateway.jobs import ImageOutcome, image_key
-from gateway.logs import log_context
-from gateway.records import TaskStatus
-from gateway.store import Claim
+from taskcore.contract import ImageOutcome, image_key
+from taskcore.logs import log_context
+from taskcore.records import TaskStatus
+from taskcore.store.claims import Claim
 from workers import metrics
 from workers.backends import TaskFailed
 from workers.runtime import WorkerRuntime
@@ -86,7 +86,7 @@ def log_not_runnable(task_id: str, claim: Claim | None) -> None:
 
 def with_redis_retry(call: Callable[[], _T], within: float) -> _T:
     """``call()``, retried while Redis is unreachable (restarting), or full and refusing to
-    start new work (the claim, see :mod:`gateway.scriptflags`), for up to ``within`` s.
+    start new work (the claim, see :mod:`taskcore.scripts.flags`), for up to ``within`` s.
     Past that the error rises: the task's message is dropped, and the reaper queues the
     unclaimed task again."""
     give_up = time.monotonic() + within

@@ -13,14 +13,14 @@ import time
 
 import redis
 
-from gateway import keys
+from taskcore import redis_keys
 
 log = logging.getLogger("synthgate.worker")
 
 
 def live_workers(client: redis.Redis, pool: str) -> int:
     """How many workers of ``pool`` have a heartbeat that has not expired."""
-    return int(client.zcount(keys.pool_workers(pool), time.time() * 1000, "+inf"))
+    return int(client.zcount(redis_keys.pool_workers(pool), time.time() * 1000, "+inf"))
 
 
 class Heartbeat:
@@ -30,7 +30,7 @@ class Heartbeat:
         self, client: redis.Redis, pools: list[str], hostname: str, interval: float
     ) -> None:
         self._redis = client
-        self._pools = [keys.pool_workers(pool) for pool in pools]
+        self._pools = [redis_keys.pool_workers(pool) for pool in pools]
         self._hostname = hostname
         self._interval = interval
         self._stop = threading.Event()

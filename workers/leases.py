@@ -1,4 +1,4 @@
-"""Keeping a worker's leases on the tasks it runs alive (see :mod:`gateway.reaper`).
+"""Keeping a worker's leases on the tasks it runs alive (see :mod:`taskcore.reaper`).
 
 One thread per worker process renews, in one Lua call, the leases of every task the
 process holds. It beats independently of the work, so a long pipeline call keeps
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import redis
 
-from gateway.store import WorkerTaskStore
+from taskcore.store.worker import WorkerTaskStore
 
 log = logging.getLogger("synthgate.worker")
 

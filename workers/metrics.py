@@ -19,9 +19,9 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway.catalog import UPSTREAM_QUEUE
-from gateway.records import TaskStatus
-from gateway.store import Claim
+from taskcore.catalog import UPSTREAM_QUEUE
+from taskcore.records import TaskStatus
+from taskcore.store.claims import Claim
 
 _WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _RUN_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300, 600, 900, 1800)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from typing import Any
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

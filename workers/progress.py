@@ -18,37 +18,26 @@ import time
 
 import redis
 
-from gateway import keys
-from gateway.scriptflags import RUNS_WHEN_FULL
+from taskcore import redis_keys, scripts
 
 log = logging.getLogger("synthgate.worker")
 
 DENOISED = 90  # progress when the last denoising step is done (decoding and storing follow)
 UPSTREAM_PROGRESS = {"PENDING": 0, "RUNNING": 50, "SUCCEEDED": DENOISED}
 
-_RAISE = (
-    RUNS_WHEN_FULL
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'RUNNING' then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'progress') or -1) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-return 1
-"""
-)
-
 
 class ProgressRecorder:
     """Writes tasks' progress into their records (one per worker process)."""
 
     def __init__(self, client: redis.Redis, interval_seconds: float = 0.25) -> None:
-        self._raise = client.register_script(_RAISE)
+        self._raise = scripts.bind(client, "progress_raise")
         self.interval_seconds = interval_seconds
 
     def record(self, task_id: str, progress: int) -> None:
         """Raise the task's progress to ``progress`` (0-100) while it runs; never fails it."""
         value = max(0, min(100, int(progress)))
         try:
-            self._raise(keys=[keys.task(task_id)], args=[value])
+            self._raise(keys=[redis_keys.task(task_id)], args=[value])
         except redis.RedisError as exc:  # progress is a courtesy: the task goes on
             log.warning("task %s: progress not recorded: %s", task_id, exc)
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from gateway.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
-from gateway.jobs import ImageOutcome
-from gateway.settings import Settings
-from gateway.store import Claim, LeaseTerms, WorkerTaskStore
+from taskcore.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from taskcore.contract import ImageOutcome
+from taskcore.settings import Settings
+from taskcore.store.claims import Claim, LeaseTerms
+from taskcore.store.worker import WorkerTaskStore
 from workers import metrics
 from workers.backends import Backend
 from workers.backends.diffusion import DiffusersBackend, StepHook

@@ -1,5 +1,5 @@
 """What a worker's main process runs besides its tasks, in threads of their own: feeding and
-reaping (:mod:`workers.upkeep`), webhook deliveries (:mod:`workers.webhooks`) and the
+reaping (:mod:`workers.upkeep`), webhook deliveries (:mod:`workers.webhook_delivery`) and the
 local storage sweep (:mod:`workers.storage.sweep`).
 
 A Celery worker starts them when it is ready and stops them at its shutdown; the
@@ -13,10 +13,10 @@ from typing import Any, Protocol
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 from workers.storage.sweep import build_sweeper
 from workers.upkeep import build_upkeep
-from workers.webhooks import WebhookLoop
+from workers.webhook_delivery import WebhookLoop
 
 
 class Service(Protocol):

@@ -1,9 +1,9 @@
 """A worker's periodic duties, from its main process: feed its pools, and reap.
 
 Submits and claims feed the pools' Celery queues from the fair queue as they happen
-(see gateway/fairqueue.py); this tick is the safety net for a pool whose queue has
+(see taskcore/fairqueue.py); this tick is the safety net for a pool whose queue has
 room while nothing is submitted or claimed (after a reaped entry, a Redis restart, a
-change of depth). The reaper (gateway/reaper.py) runs every ``reap_interval``.
+change of depth). The reaper (taskcore/reaper.py) runs every ``reap_interval``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 
 import redis
 
-from gateway.fairqueue import PoolFeeder
-from gateway.reaper import Reaper, ReaperTerms
-from gateway.settings import Settings
-from gateway.store import now_ms
+from taskcore.clock import now_ms
+from taskcore.fairqueue import PoolFeeder
+from taskcore.reaper import Reaper, ReaperTerms
+from taskcore.settings import Settings
 
 log = logging.getLogger("synthgate.worker")
 

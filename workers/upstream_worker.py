@@ -11,7 +11,7 @@ broker bookkeeping of its own (Celery's threads pool spent most of its CPU there
 Nothing is lost on the way. A message taken off the queue is followed by the
 task's claim within milliseconds; should the worker die in between, the task is
 still in its pool's ``starting`` set and the reaper puts it back in the queue (see
-:mod:`gateway.reaper`). After the claim the worker holds a lease, renewed for all
+:mod:`taskcore.reaper`). After the claim the worker holds a lease, renewed for all
 its tasks in one script every lease/4, and the task's upstream id is in its
 record: a worker taking over an expired lease resumes the upstream task. On
 SIGTERM the worker stops taking tasks, lets those in flight finish for up to
@@ -33,12 +33,12 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from gateway.catalog import UPSTREAM_QUEUE
-from gateway.logs import log_context
-from gateway.settings import Settings
-from gateway.store import Claim
+from taskcore.catalog import UPSTREAM_QUEUE
+from taskcore.logs import log_context
+from taskcore.settings import Settings
+from taskcore.store.async_worker import AsyncWorkerTaskStore
+from taskcore.store.claims import Claim
 from workers import metrics
-from workers.async_store import AsyncWorkerTaskStore
 from workers.backends.upstream import UpstreamBackend
 from workers.generate import (
     Verdict,
@@ -61,7 +61,7 @@ _COPY_GRACE_SECONDS = 0.5  # see _Progress
 
 
 def task_id_of(envelope: bytes | str) -> str:
-    """The task id in a ``synthgate.generate`` message (see ``gateway.queueing``)."""
+    """The task id in a ``synthgate.generate`` message (see ``taskcore.celery_queue``)."""
     message = orjson.loads(envelope)
     args, _kwargs, _embed = orjson.loads(base64.b64decode(message["body"]))
     return str(args[0])

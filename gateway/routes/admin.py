@@ -17,7 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.accounts import (
+from gateway.edge.errors import Conflict, InvalidApiKey, InvalidParameter, NotFound
+from gateway.edge.responses import JsonResponse, reply
+from gateway.tenancy.directory import TenantDirectory
+from gateway.tenancy.models import (
     AccountError,
     Limits,
     TenantExists,
@@ -25,11 +28,8 @@ from gateway.accounts import (
     UnknownTenant,
     Webhooks,
 )
-from gateway.directory import TenantDirectory
-from gateway.errors import Conflict, InvalidApiKey, InvalidParameter, NotFound
-from gateway.responses import JsonResponse, reply
-from gateway.settings import Settings
-from gateway.usage import RETENTION_DAYS
+from gateway.tenancy.usage import RETENTION_DAYS
+from taskcore.settings import Settings
 
 
 def _require_admin(request: Request) -> None:

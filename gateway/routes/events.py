@@ -9,7 +9,7 @@ tenant's, or one whose record expired), after ``SYNTHGATE_EVENTS_MAX_SECONDS`` (
 (``event: error`` with a DashScope error body). While nothing changes, a comment line
 every ``SYNTHGATE_EVENTS_HEARTBEAT_SECONDS`` keeps proxies from closing it.
 
-The task is followed by polling (:class:`gateway.watch.TaskWatcher`), so a stream
+The task is followed by polling (:class:`taskcore.store.watch.TaskWatcher`), so a stream
 holds no Redis connection of its own.
 """
 
@@ -25,14 +25,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from gateway.deps import CurrentCaller, Links, Store
-from gateway.image_urls import ImageUrls
-from gateway.records import TaskStatus
-from gateway.responses import request_id
+from gateway.edge.deps import CurrentCaller, Links, Store
+from gateway.edge.responses import request_id
 from gateway.routes.tasks import task_body
-from gateway.settings import Settings
-from gateway.store import TaskStore
-from gateway.watch import Glimpse, TaskWatcher
+from taskcore.image_urls import ImageUrls
+from taskcore.records import TaskStatus
+from taskcore.settings import Settings
+from taskcore.store.tasks import TaskStore
+from taskcore.store.watch import Glimpse, TaskWatcher
 
 router = APIRouter(prefix="/api/v1")
 

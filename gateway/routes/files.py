@@ -7,8 +7,8 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from gateway.deps import AppSettings, Signer
-from gateway.errors import AccessDenied, NotFound
+from gateway.edge.deps import AppSettings, Signer
+from gateway.edge.errors import AccessDenied, NotFound
 
 router = APIRouter()
 

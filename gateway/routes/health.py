@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.readiness import Readiness, parse_exclude
-from gateway.responses import JsonResponse
+from gateway.edge.responses import JsonResponse
+from gateway.operations.readiness import Readiness, parse_exclude
 
 router = APIRouter()
 

@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from gateway.metrics import render
-from gateway.queues import PoolStats, pool_stats
+from gateway.operations.metrics import render
+from gateway.operations.pool_stats import PoolStats, pool_stats
 
 router = APIRouter()
 

@@ -21,21 +21,27 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 
-from gateway.catalog import MODELS
-from gateway.connections import UNAVAILABLE_ERRORS, unavailable
-from gateway.deps import CurrentCaller, JsonBody, Links, Store, Submissions
-from gateway.errors import ApiError
-from gateway.idempotency import REPLAYED_HEADER
-from gateway.image_reader import ImageMissing, ImageReader
-from gateway.image_urls import ImageUrls
-from gateway.intake import enqueue, submit_options
-from gateway.logs import context_value
-from gateway.metrics import record_rejection
-from gateway.openai_compat import ImagesRequest, error_body, error_response, parse_images_request
-from gateway.records import TaskRecord, TaskStatus
-from gateway.responses import JsonResponse
+from gateway.contracts.openai_mapping import (
+    ImagesRequest,
+    error_body,
+    error_response,
+    parse_images_request,
+)
+from gateway.edge.connections import UNAVAILABLE_ERRORS, unavailable
+from gateway.edge.deps import CurrentCaller, JsonBody, Links, Store, Submissions
+from gateway.edge.errors import ApiError
+from gateway.edge.image_reader import ImageMissing, ImageReader
+from gateway.edge.responses import JsonResponse
+from gateway.intake.idempotency import REPLAYED_HEADER
+from gateway.intake.options import submit_options
+from gateway.intake.routing import enqueue
+from gateway.operations.metrics import record_rejection
 from gateway.routes.tasks import task_body
-from gateway.watch import TaskWatcher
+from taskcore.catalog import MODELS
+from taskcore.image_urls import ImageUrls
+from taskcore.logs import context_value
+from taskcore.records import TaskRecord, TaskStatus
+from taskcore.store.watch import TaskWatcher
 
 log = logging.getLogger("synthgate.gateway")
 

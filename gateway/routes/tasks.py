@@ -10,16 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.callbacks import requested_callback, vet_submit_callback
-from gateway.deps import CurrentCaller, Store, image_urls_of, json_body, store_of, submitter_of
-from gateway.errors import AccessDenied, InvalidParameter, UnsupportedOperation
-from gateway.idempotency import REPLAYED_HEADER
-from gateway.image_urls import ImageUrls
-from gateway.intake import enqueue, submit_options
-from gateway.openapi import submit_openapi
-from gateway.records import TaskRecord, TaskStatus, format_time
-from gateway.responses import JsonResponse, reply
-from gateway.validation import parse_submit
+from gateway.contracts.dashscope import parse_submit
+from gateway.contracts.openapi import submit_openapi
+from gateway.edge.deps import CurrentCaller, Store, image_urls_of, json_body, store_of, submitter_of
+from gateway.edge.errors import AccessDenied, InvalidParameter, UnsupportedOperation
+from gateway.edge.responses import JsonResponse, reply
+from gateway.intake.idempotency import REPLAYED_HEADER
+from gateway.intake.options import requested_callback, submit_options, vet_submit_callback
+from gateway.intake.routing import enqueue
+from taskcore.image_urls import ImageUrls
+from taskcore.records import TaskRecord, TaskStatus, format_time
 
 router = APIRouter(prefix="/api/v1")
 

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 import workers.metrics  # noqa: F401  (registers the worker metrics in this process)
-from gateway.metrics import render
-from gateway.queues import PoolStats
+from gateway.operations.metrics import render
+from gateway.operations.pool_stats import PoolStats
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "synthgate.json"
 

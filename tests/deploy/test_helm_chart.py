@@ -20,7 +20,7 @@ from chart_manifests import (
     validate_manifest,
 )
 
-from gateway.keys import backlog
+from taskcore.redis_keys import backlog
 
 GATEWAY = "sg-synthgate-gateway"
 UPSTREAM = "sg-synthgate-worker-upstream"

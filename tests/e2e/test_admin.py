@@ -143,7 +143,7 @@ def test_keys_never_appear_in_responses_or_logs_after_creation(gateways: Gateway
 def _cli(gateways: Gateways, *args: str, ok: bool = True) -> list[str]:
     env = {**os.environ, "SYNTHGATE_REDIS_URL": gateways.redis.url, "SYNTHGATE_LOG_FORMAT": "text"}
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "synthgate.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

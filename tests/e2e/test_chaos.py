@@ -28,9 +28,10 @@ from fixtures.stack import Stack
 from fixtures.tasks import FINAL, body, submit
 from fixtures.tenants import register_tenant
 
-from gateway import keys
-from gateway.store import POISON_CODE, now_ms
-from gateway.usage import utc_day
+from gateway.tenancy.usage import utc_day
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.store.claims import POISON_CODE
 from workers.storage.local import is_partial
 
 TASKS = 200
@@ -63,10 +64,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demo_weights_dir: Path) -> I
 def _running_tasks(stack: Stack) -> list[str]:
     client = stack.redis.client()
     try:
-        entries = client.zrange(keys.leases(POOL), 0, -1)
+        entries = client.zrange(redis_keys.leases(POOL), 0, -1)
     finally:
         client.close()
-    prefix = len(keys.task(""))
+    prefix = len(redis_keys.task(""))
     return [entry.decode()[prefix:] for entry in entries]
 
 
@@ -107,7 +108,7 @@ def _all_final(statuses: dict[str, str], count: int) -> bool:
 def _code(stack: Stack, task_id: str) -> str:
     client = stack.redis.client()
     try:
-        return (client.hget(keys.task(task_id), "code") or b"").decode()
+        return (client.hget(redis_keys.task(task_id), "code") or b"").decode()
     finally:
         client.close()
 
@@ -115,7 +116,7 @@ def _code(stack: Stack, task_id: str) -> str:
 def _end_ms(stack: Stack, task_ids: list[str]) -> list[int]:
     client = stack.redis.client()
     try:
-        return [int(client.hget(keys.task(t), "end_ms") or 0) for t in task_ids]
+        return [int(client.hget(redis_keys.task(t), "end_ms") or 0) for t in task_ids]
     finally:
         client.close()
 
@@ -125,7 +126,7 @@ def _statuses(stack: Stack, task_ids: list[str]) -> dict[str, str]:
     try:
         with client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hget(keys.task(task_id), "status")
+                pipe.hget(redis_keys.task(task_id), "status")
             return {t: (s or b"").decode() for t, s in zip(task_ids, pipe.execute(), strict=True)}
     except Exception:  # Redis is restarting: ask again
         return {}
@@ -191,13 +192,13 @@ def test_no_task_is_lost_when_workers_die_and_redis_restarts(stack: Stack) -> No
 def _assert_nothing_held(stack: Stack, tenant: str, images: int) -> None:
     client = stack.redis.client()
     try:
-        assert client.zcard(keys.tenant_active(tenant)) == 0
-        assert client.zcard(keys.leases(POOL)) == 0
-        assert client.zcard(keys.starting(POOL)) == 0
-        assert client.llen(keys.backlog(POOL)) == 0
+        assert client.zcard(redis_keys.tenant_active(tenant)) == 0
+        assert client.zcard(redis_keys.leases(POOL)) == 0
+        assert client.zcard(redis_keys.starting(POOL)) == 0
+        assert client.llen(redis_keys.backlog(POOL)) == 0
         # Copies of messages whose task had already ended are skipped and acknowledged.
-        wait_until(lambda: client.llen(keys.celery_queue(POOL)) == 0, 30, "an empty queue")
-        usage = client.hgetall(keys.tenant_usage(tenant, utc_day(now_ms())))
+        wait_until(lambda: client.llen(redis_keys.celery_queue(POOL)) == 0, 30, "an empty queue")
+        usage = client.hgetall(redis_keys.tenant_usage(tenant, utc_day(now_ms())))
         assert int(usage[b"images"]) == images
         assert int(usage[b"images_succeeded"]) == images
     finally:

@@ -21,9 +21,9 @@ from fixtures.stack import Stack
 from fixtures.tasks import body, submit, wait_status
 from fixtures.tenants import cancel_many, submit_many
 
-from gateway import keys
-from gateway.fairqueue import DEFAULT_DEPTH as DEPTH
-from gateway.jobs import GenerationRequest
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.fairqueue import DEFAULT_DEPTH as DEPTH
 
 V15 = "stable-diffusion-v1.5"
 XL = "stable-diffusion-xl"
@@ -62,7 +62,7 @@ def _started_ms(stack: Stack, task_ids: list[str]) -> list[int]:
     """When each of these tasks started (those that did), in ms."""
     with stack.redis.client().pipeline(transaction=False) as pipe:
         for task_id in task_ids:
-            pipe.hget(keys.task(task_id), "scheduled_ms")
+            pipe.hget(redis_keys.task(task_id), "scheduled_ms")
         return [int(started) for started in pipe.execute() if started]
 
 
@@ -81,7 +81,7 @@ def _while_flooded(
     flooded = submit_many(stack.redis.url, a_key, [flood] * FLOOD, pool)
     try:
         seen = [_run_b(b, b_payload) for _ in range(samples)]
-        backlog = int(stack.redis.client().llen(keys.backlog(pool)))
+        backlog = int(stack.redis.client().llen(redis_keys.backlog(pool)))
         a_started = _started_ms(stack, flooded)
     finally:
         cancel_many(stack.redis.url, a_name, flooded)

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fixtures.stack import Stack
 from fixtures.tasks import body, png_size, run_task
 
-from gateway.signing import UrlSigner, shared_secret
+from taskcore.url_signing import UrlSigner, shared_secret
 
 
 def _image_url(client: httpx.Client) -> str:

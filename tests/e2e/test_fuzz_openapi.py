@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.edge.app import create_app
+from taskcore.settings import Settings
 
 ADMIN_TOKEN = "admin-fuzz-token"
 # Examples per operation and mode: ~20 operations x 2 modes stay well under a minute.

@@ -14,12 +14,12 @@ from fixtures.processes import ROOT, RedisServer, SynthgateProcess, free_port, w
 
 
 class UvicornWorkers(SynthgateProcess):
-    """``uvicorn --factory gateway.asgi:app_from_env --workers N``, as the README shows."""
+    """``uvicorn --factory gateway.edge.asgi:app_from_env --workers N``, as the README shows."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int) -> None:
         super().__init__("serve", env, log_path)
         self.argv = [
-            sys.executable, "-m", "uvicorn", "--factory", "gateway.asgi:app_from_env",
+            sys.executable, "-m", "uvicorn", "--factory", "gateway.edge.asgi:app_from_env",
             "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
 

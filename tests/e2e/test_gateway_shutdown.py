@@ -16,7 +16,7 @@ from fixtures.processes import running_redis, wait_until
 from fixtures.stack import Stack, start_stack
 from fixtures.tasks import SUBMIT, body
 
-from gateway import keys
+from taskcore import redis_keys
 
 SHUTDOWN_TIMEOUT = 3
 
@@ -83,7 +83,7 @@ def test_sigterm_finishes_the_request_in_flight_and_refuses_new_connections(
         answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 200"), answer
     task_id = json.loads(answer.partition(b"\r\n\r\n")[2])["output"]["task_id"]
-    assert gateway.redis.client().hget(keys.task(task_id), "status") == b"PENDING"
+    assert gateway.redis.client().hget(redis_keys.task(task_id), "status") == b"PENDING"
     # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly.
     assert _process(gateway).wait(timeout=10) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in gateway.gateway.log_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fixtures.stack import Stack
 
-from gateway.catalog import LOCAL_QUEUES
+from taskcore.catalog import LOCAL_QUEUES
 
 
 def test_healthz_and_readyz_report_redis_storage_and_live_worker_pools(stack: Stack) -> None:

@@ -21,9 +21,9 @@ from fixtures.processes import running_redis
 from fixtures.stack import Stack, start_stack
 from fixtures.tasks import SUBMIT, body
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.signing import UrlSigner, shared_secret
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.url_signing import UrlSigner, shared_secret
 
 LIMIT = 8192
 ADMIN_TOKEN = "admin-hostile-input-token"
@@ -158,7 +158,7 @@ def test_a_huge_prompt_under_the_limit_is_truncated_to_75_words(
     answer = http.post(SUBMIT, json=body(prompt=prompt))
     assert answer.status_code == 200, answer.text
     task_id = answer.json()["output"]["task_id"]
-    stored = lone.redis.client().hget(keys.task(task_id), "request")
+    stored = lone.redis.client().hget(redis_keys.task(task_id), "request")
     assert stored is not None
     assert len(GenerationRequest.from_json(stored).prompt.split()) == 75
 

@@ -7,7 +7,7 @@ import time
 from fixtures.tasks import body, submit, wait_status
 from fixtures.webhooks import HookStack
 
-from gateway import keys
+from taskcore import redis_keys
 
 
 def test_progress_rises_monotonically_to_100_while_a_task_runs(hook_stack: HookStack) -> None:
@@ -19,7 +19,7 @@ def test_progress_rises_monotonically_to_100_while_a_task_runs(hook_stack: HookS
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             row: list[bytes | None] = redis.hmget(  # type: ignore[assignment]
-                keys.task(task_id), "status", "progress", "images_done"
+                redis_keys.task(task_id), "status", "progress", "images_done"
             )
             status, progress, done = row
             seen.append(((status or b"").decode(), int(progress or 0), int(done or 0)))

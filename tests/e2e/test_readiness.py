@@ -16,7 +16,7 @@ from fixtures.stack import Stack, start_stack
 from fixtures.tasks import body, submit
 from fixtures.tenants import register_tenant
 
-from gateway.catalog import MODELS
+from taskcore.catalog import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from fixtures.processes import RedisServer
 from fixtures.stack import Stack, start_stack
 from fixtures.tasks import SUBMIT, body, submit
 
-from gateway import keys
-from gateway.connections import RETRY_AFTER_SECONDS
-from gateway.settings import Settings
+from gateway.edge.connections import RETRY_AFTER_SECONDS
+from taskcore import redis_keys
+from taskcore.settings import Settings
 
 DEV_TENANT = Settings().dev_tenant  # the tenant of the stack's dev key
 TIMEOUT = 1.0  # SYNTHGATE_REDIS_TIMEOUT_SECONDS here: how long a hung Redis may hold a request
@@ -118,7 +118,7 @@ def test_a_full_redis_refuses_submits_whole_while_reads_and_cancels_work(durable
     with httpx.Client(base_url=durable.api, headers=durable.headers(), timeout=30) as http:
         task_id = submit(http, body())
         # A submit older than the rate log's minute: the next submit's script trims it first.
-        client.zadd(keys.tenant_rate(DEV_TENANT), {"an-old-submit": 1})
+        client.zadd(redis_keys.tenant_rate(DEV_TENANT), {"an-old-submit": 1})
         before = _snapshot(durable.redis)
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", "1")  # Redis refuses writes that could grow it

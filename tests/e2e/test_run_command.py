@@ -31,7 +31,7 @@ def test_run_starts_the_whole_stack_and_prints_how_to_call_it(
     out = tmp_path / "run.log"
     with out.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run"],
+            [sys.executable, "-m", "synthgate.cli", "run"],
             cwd=tmp_path,
             env=env,
             stdout=log,

@@ -17,8 +17,8 @@ from fixtures.stack import Stack
 from fixtures.tasks import FINAL, body, png_size, submit, wait_status
 from fixtures.tenants import register_tenant
 
-from gateway import keys
-from gateway.records import decode_results
+from taskcore import redis_keys
+from taskcore.records import decode_results
 
 V15 = "stable-diffusion-v1.5"
 Tenant = tuple[str, httpx.Client]
@@ -73,8 +73,10 @@ def test_images_are_objects_under_tenant_day_task_and_presigned_urls_download_th
         assert downloaded.content == stored["Body"].read()
         assert png_size(downloaded.content) == (512, 512)
     # The record holds object keys; URLs are made (and signed) at each fetch.
-    # (stored relative to the task's folder, see gateway.records.encode_results)
-    record = decode_results(s3_stack.redis.client().hget(keys.task(task_id), "results") or b"[]")
+    # (stored relative to the task's folder, see taskcore.records.encode_results)
+    record = decode_results(
+        s3_stack.redis.client().hget(redis_keys.task(task_id), "results") or b"[]"
+    )
     assert record == [{"key": f"{prefix}0.png"}, {"key": f"{prefix}1.png"}]
 
 

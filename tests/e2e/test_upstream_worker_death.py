@@ -25,8 +25,8 @@ from fixtures.stack import Stack, start_stack
 from fixtures.tasks import FINAL, body, submit, wait_status
 from fixtures.webhooks import FAST_WEBHOOK_ENV, running_receiver
 
-from gateway import keys
-from gateway.catalog import MODELS
+from taskcore import redis_keys
+from taskcore.catalog import MODELS
 
 GRACE_SECONDS = 1.5
 ADMIN_TOKEN = "admin-" + secrets.token_hex(8)
@@ -78,7 +78,7 @@ def _wait_upstream_submitted(stack: Stack, task_id: str) -> None:
     def submitted() -> bool:
         client = stack.redis.client()
         try:
-            return bool(client.hget(keys.task(task_id), "upstream_task_id"))
+            return bool(client.hget(redis_keys.task(task_id), "upstream_task_id"))
         finally:
             client.close()
 

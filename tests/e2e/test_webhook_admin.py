@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fixtures.stack import Gateways
 
-from gateway.admin_cli import run_admin_command
-from gateway.cli import build_parser
-from gateway.settings import Settings
+from synthgate.admin_commands import run_admin_command
+from synthgate.cli import build_parser
+from taskcore.settings import Settings
 
 
 def _cli(

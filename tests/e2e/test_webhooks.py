@@ -10,9 +10,9 @@ from fixtures.tasks import FINAL, SUBMIT, body, submit, wait_status
 from fixtures.tenants import cancel_many, submit_direct
 from fixtures.webhooks import HookStack, Received
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.webhooks.payload import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 LOCAL = ["127.0.0.1"]  # callbacks may go to 127.0.0.1: listed by address, so allowed
 
@@ -88,7 +88,7 @@ def test_a_webhook_that_keeps_failing_stops_after_the_configured_attempts(
         assert len(hook_stack.receiver.take("/down", 3)) == 3
         redis = hook_stack.stack.redis.client()
         wait_until(
-            lambda: redis.zscore(keys.webhooks_due(), keys.task(task_id)) is None,
+            lambda: redis.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None,
             10,
             "the delivery to leave the due set",
         )

@@ -23,8 +23,8 @@ from fixtures.crashing_worker import CRASH
 from fixtures.stack import Stack
 from fixtures.tasks import FINAL, body, submit, wait_status
 
-from gateway import keys
-from gateway.store import POISON_CODE
+from taskcore import redis_keys
+from taskcore.store.claims import POISON_CODE
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def revive(stack: Stack) -> Iterator[None]:
 def _record(stack: Stack, task_id: str, *fields: str) -> list[str | None]:
     client = stack.redis.client()
     try:
-        values = client.hmget(keys.task(task_id), list(fields))
+        values = client.hmget(redis_keys.task(task_id), list(fields))
     finally:
         client.close()
     return [v.decode() if v is not None else None for v in values]
@@ -96,7 +96,7 @@ def test_a_poison_task_fails_after_max_attempts_while_the_others_finish(
         )
     client_ = stack.redis.client()
     try:
-        assert client_.zcard(keys.leases("gpu.sd15")) == 0
+        assert client_.zcard(redis_keys.leases("gpu.sd15")) == 0
     finally:
         client_.close()
 

@@ -14,7 +14,7 @@ from fixtures.processes import RedisServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.autopipeline import AutoPipeline
+from taskcore.autopipeline import AutoPipeline
 
 
 def test_the_calls_of_one_loop_turn_share_one_pipeline(redis_server: RedisServer) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bodies import MAX_DEPTH, decode_json
-from gateway.errors import ApiError, InvalidParameter
+from gateway.edge.bodies import MAX_DEPTH, decode_json
+from gateway.edge.errors import ApiError, InvalidParameter
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from gateway.callbacks import (
+from taskcore.webhooks.payload import signature, verify
+from taskcore.webhooks.targets import (
     CallbackRefused,
     address_allowed,
     check_addresses,
@@ -14,7 +15,6 @@ from gateway.callbacks import (
     normalize_hosts,
     parse_target,
 )
-from gateway.webhooks import signature, verify
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import asyncio
 import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 
-from gateway import keys
-from gateway.dispatch import Dispatcher
-from gateway.queueing import create_celery
-from gateway.settings import Settings
+from gateway.intake.routing import Dispatcher
+from taskcore import redis_keys
+from taskcore.celery_queue import create_celery
+from taskcore.settings import Settings
 
 
 def _queue_for(
@@ -19,7 +19,7 @@ def _queue_for(
     """The route for ``model`` with ``depth`` messages in gpu.sdxl's Celery queue and
     ``backlog`` tasks in its tenants' fair-queue lists."""
     settings = Settings(redis_url=redis_server.url, routes=routes, spillover_queue_depth=3)  # type: ignore[arg-type]
-    lists = [keys.celery_queue("gpu.sdxl"), keys.backlog("gpu.sdxl")]
+    lists = [redis_keys.celery_queue("gpu.sdxl"), redis_keys.backlog("gpu.sdxl")]
 
     async def decide() -> str:
         client = aioredis.Redis.from_url(redis_server.url)

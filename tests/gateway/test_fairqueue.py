@@ -16,11 +16,12 @@ import redis
 from fixtures.processes import RedisServer
 from fixtures.tenants import submit_many
 
-from gateway import keys
-from gateway.fairqueue import PoolFeeder
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskStatus
-from gateway.store import WorkerTaskStore, now_ms
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.contract import GenerationRequest
+from taskcore.fairqueue import PoolFeeder
+from taskcore.records import TaskStatus
+from taskcore.store.worker import WorkerTaskStore
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
 DEPTH = 2
@@ -40,7 +41,7 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 def _take(client: redis.Redis, pool: str) -> str | None:
     """Take the oldest message of the pool's Celery queue, claim its task; its task id."""
-    raw = client.rpop(keys.celery_queue(pool))
+    raw = client.rpop(redis_keys.celery_queue(pool))
     if raw is None:
         return None
     envelope = json.loads(raw)
@@ -91,19 +92,19 @@ def test_a_newcomer_waits_at_most_depth_tasks_behind_a_flood_of_1000(
     assert order[: DEPTH + 1] == ["flood"] * DEPTH + ["newcomer"]
     turns = order[DEPTH + 1 : DEPTH + 5]
     assert turns in (["flood", "newcomer"] * 2, ["newcomer", "flood"] * 2)
-    assert client.llen(keys.backlog(pool)) == 1000 - 10 - 8 + 3 - DEPTH
+    assert client.llen(redis_keys.backlog(pool)) == 1000 - 10 - 8 + 3 - DEPTH
 
 
 def _places(client: redis.Redis, pool: str, task_ids: list[str]) -> dict[str, str]:
     """Where each task is: its tenant's list, the Celery queue, running, or ended."""
-    queued = set(client.lrange(keys.celery_queue(pool), 0, -1))
+    queued = set(client.lrange(redis_keys.celery_queue(pool), 0, -1))
     places = {}
     for task_id in task_ids:
         status, stage, message, tenant = client.hmget(
-            keys.task(task_id), ["status", "stage", "envelope", "tenant"]
+            redis_keys.task(task_id), ["status", "stage", "envelope", "tenant"]
         )
-        in_list = keys.task(task_id).encode() in client.lrange(
-            keys.pending(pool, tenant.decode()), 0, -1
+        in_list = redis_keys.task(task_id).encode() in client.lrange(
+            redis_keys.pending(pool, tenant.decode()), 0, -1
         )
         in_queue = message in queued
         where = [
@@ -137,8 +138,8 @@ def test_every_task_is_in_exactly_one_place_and_the_backlog_counts_the_lists(
     assert places[taken[0] or ""] == "ended"
     assert list(places.values()).count("running") == 2
     assert list(places.values()).count("list") == 10 - 3 - DEPTH
-    assert client.llen(keys.backlog(pool)) == 10 - 3 - DEPTH
-    assert client.zcard(keys.starting(pool)) == DEPTH
+    assert client.llen(redis_keys.backlog(pool)) == 10 - 3 - DEPTH
+    assert client.zcard(redis_keys.starting(pool)) == DEPTH
 
 
 def test_the_upkeep_feed_fills_a_pool_whose_queue_lost_its_messages(
@@ -148,8 +149,8 @@ def test_the_upkeep_feed_fills_a_pool_whose_queue_lost_its_messages(
     new_tenant: Callable[..., str],
 ) -> None:
     submit_many(redis_server.url, new_tenant(), [JOB] * 5, pool, DEPTH)
-    client.delete(keys.starting(pool))  # as after the reaper dropped stuck entries
+    client.delete(redis_keys.starting(pool))  # as after the reaper dropped stuck entries
     assert PoolFeeder(client, DEPTH).feed(pool, now_ms()) == DEPTH
-    assert client.llen(keys.celery_queue(pool)) == 2 * DEPTH
+    assert client.llen(redis_keys.celery_queue(pool)) == 2 * DEPTH
     assert PoolFeeder(client, DEPTH).feed(pool, now_ms()) == 0  # full again
     assert PoolFeeder(client, DEPTH).backlog(pool) == 5 - 2 * DEPTH

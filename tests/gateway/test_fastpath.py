@@ -14,13 +14,13 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.tenants import submit_many
 
-from gateway.accounts import Limits
-from gateway.app import create_app
-from gateway.directory import TenantDirectory
-from gateway.fastpath import ROUTE_PATH, TaskFetchFastPath
-from gateway.jobs import GenerationRequest
-from gateway.metrics import REQUESTS
-from gateway.settings import Settings
+from gateway.edge.app import create_app
+from gateway.edge.fastpath import ROUTE_PATH, TaskFetchFastPath
+from gateway.operations.metrics import REQUESTS
+from gateway.tenancy.directory import TenantDirectory
+from gateway.tenancy.models import Limits
+from taskcore.contract import GenerationRequest
+from taskcore.settings import Settings
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 1, 20, 7.0, 1)
 Answer = tuple[int, dict[str, Any], str, bool]  # status, body without request_id, type, id

@@ -10,13 +10,13 @@ import pytest
 import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 
-from gateway import keys
-from gateway.errors import InvalidParameter, Throttling
-from gateway.idempotency import IdempotencyConflict, fingerprint, parse_key
-from gateway.jobs import GenerationRequest
-from gateway.submit import Accepted, SubmitOptions, Submitter
-from gateway.tenants import KeyDirectory
-from gateway.usage import utc_day
+from gateway.edge.errors import InvalidParameter, Throttling
+from gateway.intake.admission import Accepted, SubmitOptions, Submitter
+from gateway.intake.idempotency import IdempotencyConflict, fingerprint, parse_key
+from gateway.tenancy.auth import KeyDirectory
+from gateway.tenancy.usage import utc_day
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
 POOL = "test.idem"  # no worker serves it
@@ -66,10 +66,10 @@ def test_twenty_concurrent_submits_with_one_key_make_one_task_and_count_once(
     assert len({a.task_id for a in accepted}) == 1
     (made,) = [a for a in accepted if not a.replayed]
     client = redis_server.client()
-    assert client.zcard(keys.tenant_rate(tenant)) == 1
-    assert client.zcard(keys.tenant_active(tenant)) == 1
-    assert client.hget(keys.tenant_usage(tenant, utc_day(made.submit_ms)), "tasks") == b"1"
-    entry = keys.idempotency(tenant, "order-42")
+    assert client.zcard(redis_keys.tenant_rate(tenant)) == 1
+    assert client.zcard(redis_keys.tenant_active(tenant)) == 1
+    assert client.hget(redis_keys.tenant_usage(tenant, utc_day(made.submit_ms)), "tasks") == b"1"
+    entry = redis_keys.idempotency(tenant, "order-42")
     assert client.hget(entry, "task_id") == made.task_id.encode()
     assert 0 < client.ttl(entry) <= TTL
 
@@ -96,7 +96,7 @@ def test_keys_are_per_tenant_and_a_refused_submit_leaves_its_key_unused(
     assert mine.task_id != theirs.task_id and not theirs.replayed
     (refused,) = _submit_all(redis_server.url, limited_key, [_keyed("fresh")])
     assert isinstance(refused, Throttling)
-    assert not redis_server.client().exists(keys.idempotency(limited, "fresh"))
+    assert not redis_server.client().exists(redis_keys.idempotency(limited, "fresh"))
 
 
 def test_a_key_whose_task_record_is_gone_makes_a_new_task(
@@ -105,7 +105,7 @@ def test_a_key_whose_task_record_is_gone_makes_a_new_task(
     api_key = new_tenant()
     (first,) = _submit_all(redis_server.url, api_key, [_keyed("again")])
     assert isinstance(first, Accepted)
-    redis_server.client().delete(keys.task(first.task_id))
+    redis_server.client().delete(redis_keys.task(first.task_id))
     (second,) = _submit_all(redis_server.url, api_key, [_keyed("again")])
     assert isinstance(second, Accepted) and not second.replayed
     assert second.task_id != first.task_id

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fixtures.s3 import AWS_ENV
 
-from gateway.image_urls import S3_MAX_EXPIRES_SECONDS, S3Presigner
-from gateway.s3 import s3_client
-from gateway.settings import Settings
+from taskcore.image_urls import S3_MAX_EXPIRES_SECONDS, S3Presigner
+from taskcore.s3 import s3_client
+from taskcore.settings import Settings
 
 NOW = 1_700_000_000
 

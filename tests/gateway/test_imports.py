@@ -10,9 +10,9 @@ from fixtures.processes import ROOT
 
 def test_gateway_app_imports_no_torch_diffusers_workers_or_boto3() -> None:
     code = (
-        "import sys, gateway.app, gateway.cli\n"
-        "from gateway.settings import Settings\n"
-        "gateway.app.create_app(Settings())\n"
+        "import sys, gateway.edge.app, synthgate.cli\n"
+        "from taskcore.settings import Settings\n"
+        "gateway.edge.app.create_app(Settings())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'torch', 'diffusers', 'transformers', 'workers', 'boto3', 'botocore'})\n"
         "print(','.join(bad))\n"

@@ -1,36 +1,36 @@
-"""Key names: the Lua builders spell every key exactly as gateway/keys.py does."""
+"""Key names: the Lua builders spell every key exactly as taskcore/redis_keys.py does."""
 
 from __future__ import annotations
 
 from fixtures.processes import RedisServer
 
-from gateway import keys
-from gateway.priority import ORDER
+from taskcore import redis_keys, scripts
+from taskcore.priority import ORDER
 
 
 def test_lua_key_builders_match_the_python_ones(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    script = (
-        keys.LUA
-        + """
+    script = scripts.compose(
+        """
 return {k_tenant('acme'), k_api_key('abc'), k_key_info('k-1'), k_active('acme'),
         k_usage('acme', '20240131'), k_queue('gpu.sdxl'), k_pending('gpu.sdxl', 'acme'),
         k_backlog('gpu.sdxl'), k_ready('gpu.sdxl'), k_fair('gpu.sdxl'), k_starting('gpu.sdxl')}
-"""
+""",
+        ("keys",),
     )
     names = [name.decode() for name in client.eval(script, 0)]
     assert names == [
-        keys.tenant("acme"),
-        keys.api_key("abc"),
-        keys.key_info("k-1"),
-        keys.tenant_active("acme"),
-        keys.tenant_usage("acme", "20240131"),
-        keys.celery_queue("gpu.sdxl"),
-        keys.pending("gpu.sdxl", "acme"),
-        keys.backlog("gpu.sdxl"),
-        keys.ready("gpu.sdxl"),
-        keys.fairness("gpu.sdxl"),
-        keys.starting("gpu.sdxl"),
+        redis_keys.tenant("acme"),
+        redis_keys.api_key("abc"),
+        redis_keys.key_info("k-1"),
+        redis_keys.tenant_active("acme"),
+        redis_keys.tenant_usage("acme", "20240131"),
+        redis_keys.celery_queue("gpu.sdxl"),
+        redis_keys.pending("gpu.sdxl", "acme"),
+        redis_keys.backlog("gpu.sdxl"),
+        redis_keys.ready("gpu.sdxl"),
+        redis_keys.fairness("gpu.sdxl"),
+        redis_keys.starting("gpu.sdxl"),
     ]
 
 
@@ -38,17 +38,17 @@ def test_lua_builders_of_records_and_priority_level_lists_match(
     redis_server: RedisServer,
 ) -> None:
     client = redis_server.client()
-    pending = keys.pending("gpu.sdxl", "acme")
-    script = (
-        keys.LUA
-        + """
+    pending = redis_keys.pending("gpu.sdxl", "acme")
+    script = scripts.compose(
+        """
 return {k_task('t-1'), k_pending_level(ARGV[1], 'interactive'),
         k_pending_level(ARGV[1], 'normal'), k_pending_level(ARGV[1], 'batch')}
-"""
+""",
+        ("keys",),
     )
     names = [name.decode() for name in client.eval(script, 0, pending)]
     assert names == [
-        keys.task("t-1"),
-        *(keys.pending_level(pending, level) for level in ORDER),
+        redis_keys.task("t-1"),
+        *(redis_keys.pending_level(pending, level) for level in ORDER),
     ]
     assert names[2] == pending  # normal tasks stay where they waited before priorities

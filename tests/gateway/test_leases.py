@@ -12,11 +12,13 @@ import redis
 from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant, submit_direct
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.reaper import Reaper, ReaperTerms
-from gateway.records import TaskStatus
-from gateway.store import POISON_CODE, LeaseTerms, WorkerTaskStore, now_ms
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.contract import GenerationRequest
+from taskcore.reaper import Reaper, ReaperTerms
+from taskcore.records import TaskStatus
+from taskcore.store.claims import POISON_CODE, LeaseTerms
+from taskcore.store.worker import WorkerTaskStore
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 4, 1, 7.0, 1)
 LEASE_MS = 20_000
@@ -67,9 +69,12 @@ def _reaper(client: redis.Redis, max_attempts: int = 3, lease_seconds: float = 1
 
 
 def _active(client: redis.Redis, task_id: str) -> int:
-    tenant = client.hget(keys.task(task_id), "tenant")
+    tenant = client.hget(redis_keys.task(task_id), "tenant")
     assert tenant is not None
-    return int(client.zscore(keys.tenant_active(tenant.decode()), keys.task(task_id)) is not None)
+    return int(
+        client.zscore(redis_keys.tenant_active(tenant.decode()), redis_keys.task(task_id))
+        is not None
+    )
 
 
 def test_a_second_delivery_is_skipped_while_the_lease_runs(
@@ -79,9 +84,9 @@ def test_a_second_delivery_is_skipped_while_the_lease_runs(
     assert first is not None and first.runnable and first.attempts == 1
     second = _worker(client, "b").claim(task_id)
     assert second is not None and not second.runnable and second.attempts == -1
-    holder, lease = client.hmget(keys.task(task_id), ["worker", "lease_ms"])
+    holder, lease = client.hmget(redis_keys.task(task_id), ["worker", "lease_ms"])
     assert holder == b"a" and lease is not None and int(lease) > now_ms()
-    assert client.zscore(keys.leases(pool), keys.task(task_id)) == int(lease)
+    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == int(lease)
 
 
 def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
@@ -90,13 +95,13 @@ def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
     old, new = _worker(client, "a"), _worker(client, "b")
     assert old.claim(task_id) is not None
     assert old.mark_stored(task_id, [0, 2])
-    client.delete(keys.celery_queue(pool))  # the first delivery was taken
+    client.delete(redis_keys.celery_queue(pool))  # the first delivery was taken
     reaper = _reaper(client)
     assert reaper.run([pool], now_ms()).taken_over == 0  # lease still running
     reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)
     assert reaped.taken_over == 1
-    message = client.hget(keys.task(task_id), "envelope")
-    assert client.lrange(keys.celery_queue(pool), 0, -1) == [message]
+    message = client.hget(redis_keys.task(task_id), "envelope")
+    assert client.lrange(redis_keys.celery_queue(pool), 0, -1) == [message]
     # Nobody's until claimed: not pushed again within the next lease.
     assert reaper.run([pool], now_ms() + LEASE_MS + 2).taken_over == 0
     claim = new.claim(task_id)
@@ -108,8 +113,8 @@ def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
     assert _active(client, task_id) == 1
     assert new.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}] * 4)
     assert _active(client, task_id) == 0
-    assert client.zscore(keys.leases(pool), keys.task(task_id)) is None
-    leftovers = client.hmget(keys.task(task_id), ["worker", "lease_ms", "stored", "envelope"])
+    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) is None
+    leftovers = client.hmget(redis_keys.task(task_id), ["worker", "lease_ms", "stored", "envelope"])
     assert leftovers == [None, None, None, None]
 
 
@@ -122,7 +127,7 @@ def test_a_task_that_keeps_killing_its_workers_fails_after_max_attempts(
         assert claim is not None and claim.attempts == attempt
         reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)  # its worker died
         assert (reaped.taken_over, reaped.poisoned) == ((1, 0) if attempt == 1 else (0, 1))
-    status, code = client.hmget(keys.task(task_id), ["status", "code"])
+    status, code = client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", POISON_CODE.encode())
     assert _active(client, task_id) == 0
     late = _worker(client, "c", max_attempts=2).claim(task_id)  # Celery's own redelivery
@@ -132,10 +137,10 @@ def test_a_task_that_keeps_killing_its_workers_fails_after_max_attempts(
 def test_a_claim_past_max_attempts_fails_the_task(client: redis.Redis, task_id: str) -> None:
     for name in ["a", "b"]:  # each died; Celery requeued the message at once
         assert _worker(client, name, max_attempts=2).claim(task_id) is not None
-        client.hset(keys.task(task_id), "lease_ms", 0)
+        client.hset(redis_keys.task(task_id), "lease_ms", 0)
     claim = _worker(client, "c", max_attempts=2).claim(task_id)
     assert claim is not None and not claim.runnable and claim.previous is TaskStatus.FAILED
-    assert client.hget(keys.task(task_id), "code") == POISON_CODE.encode()
+    assert client.hget(redis_keys.task(task_id), "code") == POISON_CODE.encode()
     assert _active(client, task_id) == 0
 
 
@@ -147,7 +152,7 @@ def test_no_takeover_right_after_redis_restarted(
     reaper = _reaper(client, lease_seconds=10**6)
     assert reaper.run([pool], now_ms() + LEASE_MS + 1).taken_over == 0
     assert _reaper(client).run([pool], now_ms() + LEASE_MS + 1, take_over=False).taken_over == 0
-    assert client.hget(keys.task(task_id), "worker") == b"a"
+    assert client.hget(redis_keys.task(task_id), "worker") == b"a"
 
 
 def test_renewing_extends_the_lease_of_held_tasks(
@@ -155,8 +160,8 @@ def test_renewing_extends_the_lease_of_held_tasks(
 ) -> None:
     worker = _worker(client, "a")
     assert worker.claim(task_id) is not None
-    client.hset(keys.task(task_id), "lease_ms", 1)
+    client.hset(redis_keys.task(task_id), "lease_ms", 1)
     assert worker.renew([task_id]) == []
-    lease = int(client.hget(keys.task(task_id), "lease_ms") or 0)
+    lease = int(client.hget(redis_keys.task(task_id), "lease_ms") or 0)
     assert lease > now_ms() + LEASE_MS - 5_000
-    assert client.zscore(keys.leases(pool), keys.task(task_id)) == lease
+    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == lease

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.logs import REDACTED, Redactor, bind, configure_logging, log_context, uses_json
-from gateway.settings import Settings
+from taskcore.logs import REDACTED, Redactor, bind, configure_logging, log_context, uses_json
+from taskcore.settings import Settings
 
 UPSTREAM_KEY = "sk-upstream-0123456789abcdef"
 DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOP"

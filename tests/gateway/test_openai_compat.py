@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidParameter, Throttling
-from gateway.openai_compat import error_response, parse_images_request
+from gateway.contracts.openai_mapping import error_response, parse_images_request
+from gateway.edge.errors import InvalidParameter, Throttling
 
 XL = "stable-diffusion-xl"
 

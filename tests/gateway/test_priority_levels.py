@@ -16,12 +16,12 @@ import redis
 from fixtures.processes import RedisServer
 from fixtures.tenants import cancel_many, submit_many
 
-from gateway import keys
-from gateway.fairqueue import PoolFeeder
-from gateway.jobs import GenerationRequest
-from gateway.priority import ORDER, Priority
-from gateway.store import now_ms
-from gateway.submit import SubmitOptions
+from gateway.intake.admission import SubmitOptions
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.contract import GenerationRequest
+from taskcore.fairqueue import PoolFeeder
+from taskcore.priority import ORDER, Priority
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
 INTERACTIVE = SubmitOptions(Priority.INTERACTIVE)
@@ -49,7 +49,7 @@ def _hold(url: str, key: str, pool: str, count: int, options: SubmitOptions) -> 
 def _fed_order(client: redis.Redis, pool: str) -> list[str]:
     """Feed everything, then the task ids in the order workers will take them."""
     PoolFeeder(client, 10_000).feed(pool, now_ms())
-    messages = client.lrange(keys.celery_queue(pool), 0, -1)[::-1]  # consumers pop the right
+    messages = client.lrange(redis_keys.celery_queue(pool), 0, -1)[::-1]  # consumers pop the right
     return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in messages]
 
 
@@ -63,11 +63,11 @@ def test_a_tenants_interactive_tasks_go_first_then_normal_then_batch_each_in_ord
     batch += _hold(url, key, pool, 1, BATCH)
     interactive += _hold(url, key, pool, 2, INTERACTIVE)
     normal += _hold(url, key, pool, 1, NORMAL)
-    assert client.llen(keys.backlog(pool)) == 8
+    assert client.llen(redis_keys.backlog(pool)) == 8
     assert _fed_order(client, pool) == interactive + normal + batch
-    assert client.llen(keys.backlog(pool)) == 0
-    assert client.zcard(keys.ready(pool)) == 0  # every list empty: the tenant left the round
-    assert client.hget(keys.task(batch[0]), "priority") == b"batch"
+    assert client.llen(redis_keys.backlog(pool)) == 0
+    assert client.zcard(redis_keys.ready(pool)) == 0  # every list empty: the tenant left the round
+    assert client.hget(redis_keys.task(batch[0]), "priority") == b"batch"
 
 
 def test_priorities_do_not_change_the_share_between_tenants(
@@ -92,10 +92,10 @@ def test_cancel_takes_a_task_out_of_its_own_level_and_the_rest_keep_their_order(
         "PENDING",
         "PENDING",
     ]
-    handle = keys.pending(pool, tenant)
-    lists = {level: keys.pending_level(handle, level) for level in ORDER}
+    handle = redis_keys.pending(pool, tenant)
+    lists = {level: redis_keys.pending_level(handle, level) for level in ORDER}
     assert client.llen(lists[Priority.BATCH]) == 2 and client.llen(lists[Priority.INTERACTIVE]) == 1
-    assert client.llen(keys.backlog(pool)) == 3
+    assert client.llen(redis_keys.backlog(pool)) == 3
     assert _fed_order(client, pool) == [interactive[1], batch[0], batch[2]]
 
 
@@ -105,8 +105,8 @@ def test_a_tenant_whose_last_waiting_task_is_canceled_leaves_the_round(
     tenant = "t-" + uuid.uuid4().hex[:8]
     key, url = new_tenant(tenant), redis_server.url
     (only,) = _hold(url, key, pool, 1, INTERACTIVE)
-    assert client.zscore(keys.ready(pool), keys.pending(pool, tenant)) is not None
+    assert client.zscore(redis_keys.ready(pool), redis_keys.pending(pool, tenant)) is not None
     cancel_many(url, tenant, [only])
-    assert client.zscore(keys.ready(pool), keys.pending(pool, tenant)) is None
-    assert client.llen(keys.backlog(pool)) == 0
+    assert client.zscore(redis_keys.ready(pool), redis_keys.pending(pool, tenant)) is None
+    assert client.llen(redis_keys.backlog(pool)) == 0
     assert _fed_order(client, pool) == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskRecord
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskRecord
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 1)
 

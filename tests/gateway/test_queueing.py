@@ -8,8 +8,8 @@ import uuid
 
 from fixtures.processes import RedisServer
 
-from gateway.queueing import GENERATE_TASK, create_celery, generate_message
-from gateway.settings import Settings
+from taskcore.celery_queue import GENERATE_TASK, create_celery, generate_message
+from taskcore.settings import Settings
 
 # Differ per message (ids, the sender's name); everything else must be the same.
 _PER_MESSAGE = {"id", "root_id", "origin", "correlation_id", "reply_to", "delivery_tag"}

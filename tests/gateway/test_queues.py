@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.tenants import register_tenant, submit_many
 
-from gateway.catalog import MODELS, UPSTREAM_QUEUE
-from gateway.jobs import GenerationRequest
-from gateway.queueing import GENERATE_TASK, create_celery
-from gateway.queues import PoolStats, pool_depth, pool_stats, routed_pools
-from gateway.settings import Settings
-from gateway.store import TaskStore
+from gateway.operations.pool_stats import PoolStats, pool_depth, pool_stats, routed_pools
+from taskcore.catalog import MODELS, UPSTREAM_QUEUE
+from taskcore.celery_queue import GENERATE_TASK, create_celery
+from taskcore.contract import GenerationRequest
+from taskcore.settings import Settings
+from taskcore.store.tasks import TaskStore
 
 JOB = GenerationRequest(
     model="stable-diffusion-xl",

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer, free_port
 from fixtures.s3 import BUCKET, MotoServer
 
-from gateway.readiness import Readiness, parse_exclude
-from gateway.settings import Settings
+from gateway.operations.readiness import Readiness, parse_exclude
+from taskcore.settings import Settings
 
 
 def _report(settings: Settings, exclude: set[str]) -> tuple[bool, dict[str, Any]]:

@@ -12,11 +12,12 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.tenants import submit_many
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskRecord, TaskStatus, decode_results, encode_results
-from gateway.store import TaskStore, WorkerTaskStore
-from gateway.usage import utc_day
+from gateway.tenancy.usage import utc_day
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskRecord, TaskStatus, decode_results, encode_results
+from taskcore.store.tasks import TaskStore
+from taskcore.store.worker import WorkerTaskStore
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 4, 5, 7.0, 1)
 POOL = "test.slim"  # no worker serves it
@@ -81,9 +82,9 @@ def test_finishing_drops_what_only_an_unfinished_task_needs(
     assert worker.finish(good, TaskStatus.SUCCEEDED, results)
     assert worker.finish(bad, TaskStatus.FAILED, [], "InternalError.Algo", "it broke")
 
-    kept = {field.decode() for field in client.hkeys(keys.task(good))}
+    kept = {field.decode() for field in client.hkeys(redis_keys.task(good))}
     assert not kept & (RUN_ONLY | {"code", "message", "envelope"}), kept
-    stored = client.hget(keys.task(good), "results")
+    stored = client.hget(redis_keys.task(good), "results")
     assert isinstance(stored, bytes) and stored.startswith(b'{"dir":')
     record = _record(redis_server, good, name)
     assert record is not None and record.results == results and record.usage() == {"image_count": 4}
@@ -94,6 +95,6 @@ def test_finishing_drops_what_only_an_unfinished_task_needs(
     )
     assert failed.metrics() == {"TOTAL": 4, "SUCCEEDED": 0, "FAILED": 4}
     # the day's counters were settled from the fields before they went
-    usage = client.hgetall(keys.tenant_usage(name, utc_day(record.submit_ms)))
+    usage = client.hgetall(redis_keys.tenant_usage(name, utc_day(record.submit_ms)))
     assert usage[b"images_succeeded"] == b"4" and usage[b"images_failed"] == b"4"
     assert usage[b"images"] == b"4"

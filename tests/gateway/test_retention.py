@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fixtures.s3 import BUCKET, MotoServer, s3_env
 
-from gateway.cli import main
-from gateway.s3 import LIFECYCLE_RULE_ID
+from synthgate.cli import main
+from taskcore.s3 import LIFECYCLE_RULE_ID
 
 
 def _rules(moto: MotoServer) -> dict[str, dict[str, object]]:

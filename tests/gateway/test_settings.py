@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Settings, SettingsError
+from taskcore.settings import Settings, SettingsError
 
 
 def test_defaults_and_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +52,7 @@ def test_weights_folder_must_be_a_diffusers_pipeline(
 
 
 def test_cli_reports_bad_settings_and_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from gateway.cli import main
+    from synthgate.cli import main
 
     monkeypatch.setenv("SYNTHGATE_PORT", "-1")
     assert main(["serve"]) == 2

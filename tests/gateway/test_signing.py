@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.signing import UrlSigner
+from taskcore.url_signing import UrlSigner
 
 
 def _parts(url: str) -> tuple[str, str, str]:

@@ -10,12 +10,13 @@ import redis
 from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import cancel_many, register_tenant, submit_direct
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.reaper import LOST_CODE, Reaper, ReaperTerms
-from gateway.records import TaskStatus
-from gateway.store import WorkerTaskStore, now_ms
-from gateway.usage import utc_day
+from gateway.tenancy.usage import utc_day
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.contract import GenerationRequest
+from taskcore.reaper import LOST_CODE, Reaper, ReaperTerms
+from taskcore.records import TaskStatus
+from taskcore.store.worker import WorkerTaskStore
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 1)
 POOL = "test.slots"  # no worker serves it
@@ -42,7 +43,7 @@ def tenant(redis_server: RedisServer) -> tuple[str, str]:
 
 
 def _usage(client: redis.Redis, name: str) -> dict[str, int]:
-    raw = client.hgetall(keys.tenant_usage(name, utc_day(now_ms())))
+    raw = client.hgetall(redis_keys.tenant_usage(name, utc_day(now_ms())))
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
@@ -52,7 +53,7 @@ def test_counters_return_to_zero_after_success_failure_and_cancel(
     name, key = tenant
     worker = WorkerTaskStore(client, 3600, feed_depth=2)
     ok, failed, canceled = (submit_direct(redis_server.url, key, JOB, POOL) for _ in range(3))
-    assert client.zcard(keys.tenant_active(name)) == 3
+    assert client.zcard(redis_keys.tenant_active(name)) == 3
     assert _usage(client, name)["images"] == 6  # reserved at submit
     worker.claim(ok)
     worker.finish(ok, TaskStatus.SUCCEEDED, [{"key": "k/0.png"}, {"code": "X", "message": "m"}])
@@ -62,7 +63,7 @@ def test_counters_return_to_zero_after_success_failure_and_cancel(
     # Ending twice changes nothing: the slot and the images are given back once.
     assert not worker.finish(ok, TaskStatus.FAILED, [])
     assert cancel_many(redis_server.url, name, [canceled]) == [TaskStatus.CANCELED]
-    assert client.zcard(keys.tenant_active(name)) == 0
+    assert client.zcard(redis_keys.tenant_active(name)) == 0
     usage = _usage(client, name)
     assert usage["images"] == 1  # what was billed: the one image made
     assert usage["images_succeeded"] == 1 and usage["images_failed"] == 3
@@ -78,9 +79,9 @@ def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
     reaper = Reaper(client, _terms(deadline=60, requeue_after=60))
     assert reaper.run([POOL], now_ms()).tasks == 0  # claimed just now: not lost
     assert reaper.run([POOL], now_ms() + 61_000).tasks == 1
-    status, code = client.hmget(keys.task(task_id), ["status", "code"])
+    status, code = client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", LOST_CODE.encode())
-    assert client.zcard(keys.tenant_active(name)) == 0
+    assert client.zcard(redis_keys.tenant_active(name)) == 0
     assert _usage(client, name)["images"] == 0
     assert not WorkerTaskStore(client, 3600, feed_depth=2).finish(task_id, TaskStatus.FAILED, [])
     assert reaper.run([POOL], now_ms() + 61_000).tasks == 0
@@ -91,9 +92,9 @@ def test_reaper_releases_the_slot_of_a_record_that_expired(
 ) -> None:
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
-    client.delete(keys.task(task_id))
+    client.delete(redis_keys.task(task_id))
     Reaper(client, _terms(deadline=60, requeue_after=60)).run([], now_ms() + 61_000)
-    assert client.zcard(keys.tenant_active(name)) == 0
+    assert client.zcard(redis_keys.tenant_active(name)) == 0
 
 
 def test_reaper_requeues_a_fed_task_whose_message_left_the_queue_unclaimed(
@@ -103,15 +104,17 @@ def test_reaper_requeues_a_fed_task_whose_message_left_the_queue_unclaimed(
     _, key = tenant
     for _ in range(3):
         submit_direct(redis_server.url, key, JOB, pool)
-    taken = client.rpop(keys.celery_queue(pool))  # a worker took it, then died before its claim
+    taken = client.rpop(
+        redis_keys.celery_queue(pool)
+    )  # a worker took it, then died before its claim
     reaper = Reaper(client, _terms(deadline=60, requeue_after=30))
     assert reaper.run([pool], now_ms()).unstuck == 0  # too recent to tell
     assert reaper.run([pool], now_ms() + 31_000).unstuck == 1  # the other is still queued
-    assert client.lrange(keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
-    assert client.zcard(keys.starting(pool)) == 2
+    assert client.lrange(redis_keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
+    assert client.zcard(redis_keys.starting(pool)) == 2
     # Re-armed: not pushed again while its new copy waits in the queue.
     assert reaper.run([pool], now_ms() + 31_000).unstuck == 0
-    assert client.llen(keys.celery_queue(pool)) == 2
+    assert client.llen(redis_keys.celery_queue(pool)) == 2
 
 
 def _terms(*, deadline: float, requeue_after: float) -> ReaperTerms:

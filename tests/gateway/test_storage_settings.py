@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import Settings, SettingsError
+from taskcore.settings import Settings, SettingsError
 
 
 def test_local_storage_is_the_default_and_needs_no_bucket() -> None:

@@ -14,10 +14,12 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant, submit_direct
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskStatus
-from gateway.store import UNFINISHED_TTL_SECONDS, TaskStore, WorkerTaskStore, now_ms
+from taskcore import redis_keys
+from taskcore.clock import now_ms
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskStatus
+from taskcore.store.tasks import UNFINISHED_TTL_SECONDS, TaskStore
+from taskcore.store.worker import WorkerTaskStore
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 2, 5, 7.0, 9)
 TTL = 3600
@@ -56,8 +58,8 @@ def test_submit_writes_a_pending_record_with_a_ttl_and_indexes_it(
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     record = _run(redis_server, lambda s: s.get(task_id, name))
     assert record.status is TaskStatus.PENDING and record.request == JOB
-    assert 0 < sync_client.ttl(keys.task(task_id)) <= UNFINISHED_TTL_SECONDS
-    assert sync_client.zscore(keys.tenant_tasks(name), task_id) == record.submit_ms
+    assert 0 < sync_client.ttl(redis_keys.task(task_id)) <= UNFINISHED_TTL_SECONDS
+    assert sync_client.zscore(redis_keys.tenant_tasks(name), task_id) == record.submit_ms
 
 
 def test_another_tenant_cannot_read_or_cancel(
@@ -87,7 +89,7 @@ def test_claim_finish_and_ttl_after_the_end(
     assert record.status is TaskStatus.SUCCEEDED
     assert record.metrics() == {"TOTAL": 2, "SUCCEEDED": 1, "FAILED": 1}
     assert record.usage() == {"image_count": 1}
-    assert 0 < sync_client.ttl(keys.task(task_id)) <= TTL
+    assert 0 < sync_client.ttl(redis_keys.task(task_id)) <= TTL
 
 
 def test_cancel_wins_over_a_later_claim_and_claim_of_a_redelivery_counts_attempts(
@@ -134,8 +136,8 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
     tmp_path: Path,
 ) -> None:
     """At ``maxmemory`` (``noeviction``): no submit, take or claim changes anything, while
-    a running task keeps its lease, reports progress and finishes (``gateway.scriptflags``)."""
-    from workers.async_store import AsyncWorkerTaskStore
+    a running task keeps its lease, reports progress and finishes (``taskcore.scripts.flags``)."""
+    from taskcore.store.async_worker import AsyncWorkerTaskStore
     from workers.progress import ProgressRecorder
 
     with running_redis(tmp_path) as server:
@@ -145,7 +147,7 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
         store = WorkerTaskStore(client, TTL)
         assert store.claim(running) is not None
         # An accepted submit older than the rate log's minute: the next submit trims it first.
-        client.zadd(keys.tenant_rate("acme"), {"an-old-submit": 1})
+        client.zadd(redis_keys.tenant_rate("acme"), {"an-old-submit": 1})
         before = {k: client.dump(k) for k in client.scan_iter(count=1000)}
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", "1")
@@ -173,14 +175,14 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
             assert store.finish(running, TaskStatus.SUCCEEDED, [{"key": "acme/x/0.png"}])
         finally:
             client.config_set("maxmemory", "0")
-        assert client.hget(keys.task(running), "status") == b"SUCCEEDED"
-        assert client.hget(keys.task(queued), "status") == b"PENDING"
+        assert client.hget(redis_keys.task(running), "status") == b"SUCCEEDED"
+        assert client.hget(redis_keys.task(queued), "status") == b"PENDING"
         claim = store.claim(queued)  # room again: the queued task starts
         assert claim is not None and claim.attempts == 1
 
 
 def test_the_reaper_ends_a_task_past_its_deadline_on_a_full_redis(tmp_path: Path) -> None:
-    from gateway.reaper import Reaper, ReaperTerms
+    from taskcore.reaper import Reaper, ReaperTerms
 
     with running_redis(tmp_path) as server:
         key = register_tenant(server.url, "acme")
@@ -201,5 +203,5 @@ def test_the_reaper_ends_a_task_past_its_deadline_on_a_full_redis(tmp_path: Path
         finally:
             client.config_set("maxmemory", "0")
         assert reaped.tasks == 1
-        assert client.hget(keys.task(late), "status") == b"FAILED"
-        assert client.hget(keys.task(fed), "status") == b"PENDING"
+        assert client.hget(redis_keys.task(late), "status") == b"FAILED"
+        assert client.hget(redis_keys.task(fed), "status") == b"PENDING"

@@ -15,10 +15,12 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.tenants import cancel_many, submit_many
 
-from gateway import keys, taskindex
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskStatus
-from gateway.store import UNFINISHED_TTL_SECONDS, TaskPage, TaskStore, WorkerTaskStore
+from taskcore import redis_keys, scripts
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskStatus
+from taskcore.store import taskindex
+from taskcore.store.tasks import UNFINISHED_TTL_SECONDS, TaskPage, TaskStore
+from taskcore.store.worker import WorkerTaskStore
 
 XL = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 1, 5, 7.0, 1)
 V15 = GenerationRequest("stable-diffusion-v1.5", "a dog", "", 512, 512, 1, 5, 7.0, 1)
@@ -59,7 +61,7 @@ def _ids(page: TaskPage) -> list[str]:
 
 def _newest_first(client: redis.Redis, ids: list[str]) -> list[str]:
     """The order of the indexes: submit time, then (within one ms) task id, descending."""
-    submitted = {i: int(client.hget(keys.task(i), "submit_ms") or 0) for i in ids}
+    submitted = {i: int(client.hget(redis_keys.task(i), "submit_ms") or 0) for i in ids}
     return sorted(ids, key=lambda i: (submitted[i], i), reverse=True)
 
 
@@ -139,19 +141,19 @@ def test_expired_records_leave_every_index(
     _finish(client, short, TaskStatus.SUCCEEDED, ttl=1)
     _finish(client, long_, TaskStatus.SUCCEEDED)
     entry = f"SUCCEEDED|{XL.model}|{short}"
-    assert client.zscore(keys.tenant_expiring(name), entry) is not None
+    assert client.zscore(redis_keys.tenant_expiring(name), entry) is not None
     indexes = [
-        keys.tenant_tasks(name),
-        keys.tenant_model_tasks(name, XL.model),
-        keys.tenant_status_tasks(name, "SUCCEEDED"),
-        keys.tenant_model_status_tasks(name, XL.model, "SUCCEEDED"),
+        redis_keys.tenant_tasks(name),
+        redis_keys.tenant_model_tasks(name, XL.model),
+        redis_keys.tenant_status_tasks(name, "SUCCEEDED"),
+        redis_keys.tenant_model_status_tasks(name, XL.model, "SUCCEEDED"),
     ]
     assert all(client.zscore(index, short) is not None for index in indexes)
     time.sleep(1.2)
     page = _list(redis_server, name, status=TaskStatus.SUCCEEDED)
     assert page.total == 1 and _ids(page) == [long_]
     assert all(client.zscore(index, short) is None for index in indexes)
-    assert client.zscore(keys.tenant_expiring(name), entry) is None
+    assert client.zscore(redis_keys.tenant_expiring(name), entry) is None
     assert _list(redis_server, name).total == 1
 
 
@@ -160,12 +162,12 @@ def test_a_vanished_record_is_dropped_from_the_index_its_page_read(
 ) -> None:
     name, key = tenant
     ids = submit_many(redis_server.url, key, [XL] * 3, POOL, feed_depth=1000)
-    client.delete(keys.task(ids[1]))
+    client.delete(redis_keys.task(ids[1]))
     # A page wide enough to read all three: tasks submitted within one millisecond are
     # ordered by id, so a page of two might not come to the vanished one.
     page = _list(redis_server, name, limit=3)
     assert _ids(page) == _newest_first(client, [ids[2], ids[0]]) and page.total == 2
-    assert client.zscore(keys.tenant_tasks(name), ids[1]) is None
+    assert client.zscore(redis_keys.tenant_tasks(name), ids[1]) is None
 
 
 def test_index_keys_live_as_long_as_their_records(
@@ -173,30 +175,30 @@ def test_index_keys_live_as_long_as_their_records(
 ) -> None:
     name, key = tenant
     (task_id,) = submit_many(redis_server.url, key, [XL], POOL, feed_depth=1000)
-    for index in (keys.tenant_tasks(name), keys.tenant_model_tasks(name, XL.model)):
+    for index in (redis_keys.tenant_tasks(name), redis_keys.tenant_model_tasks(name, XL.model)):
         assert UNFINISHED_TTL_SECONDS - 60 < client.ttl(index) <= UNFINISHED_TTL_SECONDS
     _finish(client, task_id, TaskStatus.FAILED, ttl=120)
     for index in (
-        keys.tenant_status_tasks(name, "FAILED"),
-        keys.tenant_model_status_tasks(name, XL.model, "FAILED"),
-        keys.tenant_expiring(name),
+        redis_keys.tenant_status_tasks(name, "FAILED"),
+        redis_keys.tenant_model_status_tasks(name, XL.model, "FAILED"),
+        redis_keys.tenant_expiring(name),
     ):
         assert 60 < client.ttl(index) <= 120
 
 
 def test_lua_builders_of_the_listing_indexes_match(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    script = (
-        keys.LUA
-        + """
+    script = scripts.compose(
+        """
 return {k_tasks('acme'), k_model_tasks('acme', 'm'), k_status_tasks('acme', 'FAILED'),
         k_model_status_tasks('acme', 'm', 'FAILED'), k_expiring('acme')}
-"""
+""",
+        ("keys",),
     )
     assert [name.decode() for name in client.eval(script, 0)] == [
-        keys.tenant_tasks("acme"),
-        keys.tenant_model_tasks("acme", "m"),
-        keys.tenant_status_tasks("acme", "FAILED"),
-        keys.tenant_model_status_tasks("acme", "m", "FAILED"),
-        keys.tenant_expiring("acme"),
+        redis_keys.tenant_tasks("acme"),
+        redis_keys.tenant_model_tasks("acme", "m"),
+        redis_keys.tenant_status_tasks("acme", "FAILED"),
+        redis_keys.tenant_model_status_tasks("acme", "m", "FAILED"),
+        redis_keys.tenant_expiring("acme"),
     ]

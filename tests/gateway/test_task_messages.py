@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 
-from gateway.queueing import TaskMessages, create_celery, generate_message
-from gateway.settings import Settings
+from taskcore.celery_queue import TaskMessages, create_celery, generate_message
+from taskcore.settings import Settings
 
 _IDS = {"id", "root_id", "correlation_id", "delivery_tag"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidParameter
-from gateway.validation import MAX_SEED, parse_submit, truncate_words
+from gateway.contracts.dashscope import MAX_SEED, parse_submit, truncate_words
+from gateway.edge.errors import InvalidParameter
 
 
 def _submit(model: str = "stable-diffusion-xl", **params: object) -> dict[str, object]:

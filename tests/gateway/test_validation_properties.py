@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.catalog import MODELS
-from gateway.errors import ApiError
-from gateway.jobs import GenerationRequest
-from gateway.validation import MAX_PROMPT_WORDS, MAX_SEED, parse_submit
+from gateway.contracts.dashscope import MAX_PROMPT_WORDS, MAX_SEED, parse_submit
+from gateway.edge.errors import ApiError
+from taskcore.catalog import MODELS
+from taskcore.contract import GenerationRequest
 
 CODES = {
     "InvalidParameter",
@@ -19,7 +19,7 @@ CODES = {
     "BadRequest.EmptyParameters",
 }
 
-# What a strict JSON decoder can give (gateway.bodies.decode_json): no NaN, no infinities,
+# What a strict JSON decoder can give (gateway.edge.bodies.decode_json): no NaN, no infinities,
 # no lone surrogates (st.text() leaves them out).
 JSON: st.SearchStrategy[Any] = st.recursive(
     st.none()

@@ -14,10 +14,10 @@ from fixtures.pipelines import PipelineCounter
 from fixtures.processes import RedisServer
 from fixtures.tenants import submit_many
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.store import LeaseTerms
-from workers.async_store import AsyncWorkerTaskStore
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.store.async_worker import AsyncWorkerTaskStore
+from taskcore.store.claims import LeaseTerms
 from workers.upstream_worker import task_id_of
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 1, 20, 7.0, 1)
@@ -50,7 +50,7 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
 
     async def take(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
         taken = await store.take(pool, 22)
-        return taken, await client.llen(keys.celery_queue(pool))
+        return taken, await client.llen(redis_keys.celery_queue(pool))
 
     taken, left_in_queue = _run(redis_server.url, take)
     owners = [owner[task_id_of(envelope)] for envelope in taken]
@@ -60,8 +60,10 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
     assert owners[DEPTH:].count("light") == 5
     assert left_in_queue == DEPTH  # the usual look-ahead stays for the next worker
     client = redis_server.client()
-    assert client.zcard(keys.starting(pool)) == 22 + DEPTH  # in a worker's hands until claimed
-    assert client.llen(keys.backlog(pool)) == 80 - 22 - DEPTH
+    assert (
+        client.zcard(redis_keys.starting(pool)) == 22 + DEPTH
+    )  # in a worker's hands until claimed
+    assert client.llen(redis_keys.backlog(pool)) == 80 - 22 - DEPTH
 
 
 def test_a_take_of_an_empty_pool_takes_nothing(redis_server: RedisServer, pool: str) -> None:
@@ -88,7 +90,7 @@ def test_the_calls_of_one_loop_turn_go_to_redis_in_one_pipeline(
     assert [c.task_id for c in claims] == task_ids and all(c.attempts == 1 for c in claims)
     assert annotated == [True] * 30
     assert pipelines == 2  # 30 claims in one, then 30 annotations in another
-    record = redis_server.client().hgetall(keys.task(task_ids[7]))
+    record = redis_server.client().hgetall(redis_keys.task(task_ids[7]))
     assert record[b"status"] == b"RUNNING" and record[b"upstream_task_id"] == b"u"
 
 

@@ -14,10 +14,11 @@ import redis
 from fixtures.stack import Stack
 from fixtures.tenants import submit_direct
 
-from gateway.jobs import GenerationRequest, image_key
-from gateway.records import TaskStatus
-from gateway.settings import Settings
-from gateway.store import LeaseTerms, WorkerTaskStore
+from taskcore.contract import GenerationRequest, image_key
+from taskcore.records import TaskStatus
+from taskcore.settings import Settings
+from taskcore.store.claims import LeaseTerms
+from taskcore.store.worker import WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
 from workers.generate import run_generate, with_redis_retry
 from workers.runtime import LocalBackend, WorkerRuntime

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fixtures.processes import RedisServer
 from fixtures.records import create_record
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskStatus
-from gateway.store import WorkerTaskStore
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskStatus
+from taskcore.store.worker import WorkerTaskStore
 from workers.progress import DENOISED, ProgressRecorder
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 10, 7.0, 1)
@@ -22,7 +22,7 @@ def _running_task(redis_server: RedisServer) -> tuple[str, WorkerTaskStore]:
 
 
 def _progress(redis_server: RedisServer, task_id: str) -> int | None:
-    raw = redis_server.client().hget(keys.task(task_id), "progress")
+    raw = redis_server.client().hget(redis_keys.task(task_id), "progress")
     return None if raw is None else int(raw)
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from fixtures.s3 import BUCKET, MotoServer
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 from workers.storage import StorageError, build_storage
 from workers.storage.s3 import CACHE_CONTROL, S3Storage
 from workers.storage.uploads import Backoff, Uploader

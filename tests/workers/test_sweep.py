@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures.processes import wait_until
 
-from gateway.cli import main
+from synthgate.cli import main
 from workers.storage.sweep import LocalSweeper, sweep_local
 
 DAY = 86_400

@@ -14,15 +14,15 @@ from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant
 from fixtures.webhooks import WebhookReceiver, running_receiver
 
-from gateway import keys
-from gateway.directory import TenantDirectory
-from gateway.jobs import GenerationRequest
-from gateway.records import TaskStatus
-from gateway.settings import Settings
-from gateway.store import WorkerTaskStore
-from gateway.submit import Submitter
-from gateway.tenants import KeyDirectory
-from workers.webhooks import CLAIM_DUE_LUA, WebhookLoop
+from gateway.intake.admission import Submitter
+from gateway.tenancy.auth import KeyDirectory
+from gateway.tenancy.directory import TenantDirectory
+from taskcore import redis_keys, scripts
+from taskcore.contract import GenerationRequest
+from taskcore.records import TaskStatus
+from taskcore.settings import Settings
+from taskcore.store.worker import WorkerTaskStore
+from workers.webhook_delivery import WebhookLoop
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
 POOL = "test.webhooks"
@@ -65,12 +65,14 @@ def test_the_final_status_queues_the_webhook_in_the_same_step(
 ) -> None:
     client = private_redis.client()
     task_id = _submit(private_redis.url, receiver.url("/atomic"))
-    assert client.hget(keys.task(task_id), "callback") == receiver.url("/atomic").encode()
+    assert client.hget(redis_keys.task(task_id), "callback") == receiver.url("/atomic").encode()
     store = WorkerTaskStore(client, 3600)
     assert store.claim(task_id) is not None
-    assert client.zscore(keys.webhooks_due(), keys.task(task_id)) is None  # not before the end
+    assert (
+        client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
+    )  # not before the end
     assert store.finish(task_id, TaskStatus.FAILED, [], "InternalError.Algo", "boom")
-    assert client.zscore(keys.webhooks_due(), keys.task(task_id)) is not None
+    assert client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is not None
 
 
 def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_lease(
@@ -83,9 +85,9 @@ def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_l
     assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
     now = int(time.time() * 1000)
     # A worker claims the delivery for 500 ms, then dies without sending it.
-    assert client.eval(CLAIM_DUE_LUA, 1, keys.webhooks_due(), now, now + 500, 16) == [
-        keys.task(task_id).encode()
-    ]
+    assert client.eval(
+        scripts.source("webhook_claim_due"), 1, redis_keys.webhooks_due(), now, now + 500, 16
+    ) == [redis_keys.task(task_id).encode()]
     loop = WebhookLoop(client, Settings(redis_url=private_redis.url, webhook_allow_private=False))
     try:
         assert loop.tick() == 0  # leased to the dead worker
@@ -95,10 +97,12 @@ def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_l
         loop.stop()
     [received] = receiver.take("/lease", 1)
     assert b'"task_status":"SUCCEEDED"' in received.body
-    assert client.zscore(keys.webhooks_due(), keys.task(task_id)) is None  # delivered: done
-    assert b'"status_code":200' in (client.hget(keys.task(task_id), "webhook") or b"")
+    assert (
+        client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
+    )  # delivered: done
+    assert b'"status_code":200' in (client.hget(redis_keys.task(task_id), "webhook") or b"")
 
 
 def test_the_lua_due_set_name_is_the_python_one(private_redis: RedisServer) -> None:
-    script = keys.LUA + "return k_webhooks_due()"
-    assert private_redis.client().eval(script, 0) == keys.webhooks_due().encode()
+    script = scripts.compose("return k_webhooks_due()", ("keys",))
+    assert private_redis.client().eval(script, 0) == redis_keys.webhooks_due().encode()

@@ -14,10 +14,12 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from prometheus_client import REGISTRY
 
-from gateway.jobs import GenerationRequest, ImageOutcome
-from gateway.records import TaskStatus
-from gateway.settings import Settings
-from gateway.store import Claim, TaskStore, WorkerTaskStore
+from taskcore.contract import GenerationRequest, ImageOutcome
+from taskcore.records import TaskStatus
+from taskcore.settings import Settings
+from taskcore.store.claims import Claim
+from taskcore.store.tasks import TaskStore
+from taskcore.store.worker import WorkerTaskStore
 from workers import metrics
 from workers.backends import TaskFailed
 from workers.generate import run_generate

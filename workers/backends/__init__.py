@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     # Annotations only: importing a backend module (bench/gpu.py does, on a GPU machine
     # with neither) must not import Redis or orjson.
-    from gateway.jobs import ImageOutcome
-    from gateway.store import Claim
+    from taskcore.contract import ImageOutcome
+    from taskcore.store.claims import Claim
 
 
 class TaskFailed(Exception):

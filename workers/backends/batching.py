@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.jobs import GenerationRequest
+from taskcore.contract import GenerationRequest
 from workers.backends.sampling import ImageSpec
 
 BatchKey = tuple[str, int, int, int]

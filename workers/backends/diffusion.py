@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast, get_args
 
-from gateway.jobs import GenerationRequest, ImageOutcome
+from taskcore.contract import GenerationRequest, ImageOutcome
 from workers.backends.batching import check_batchable, image_specs
 from workers.backends.demo_weights import build_demo_pipeline
 from workers.backends.optimizations import PipelineOptions, optimize_pipeline
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
 
-    from gateway.settings import Settings
+    from taskcore.settings import Settings
 
 __all__ = ["ALGO_ERROR", "NON_FINITE_MESSAGE", "DiffusersBackend", "StepHook", "kind_for_model"]
 

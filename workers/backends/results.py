@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from gateway.jobs import ImageOutcome
+from taskcore.contract import ImageOutcome
 from workers import metrics
 from workers.backends.upstream_http import TRANSPORT_ERRORS
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from gateway.jobs import GenerationRequest, ImageOutcome
-from gateway.settings import Settings
-from gateway.store import Claim, WorkerTaskStore
+from taskcore.contract import GenerationRequest, ImageOutcome
+from taskcore.settings import Settings
+from taskcore.store.claims import Claim
+from taskcore.store.worker import WorkerTaskStore
 from workers.backends import TaskFailed
 from workers.backends.eventloop import LoopThread
 from workers.backends.results import ResultFetcher, ResultPolicy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 from workers.storage.base import Storage, StorageError
 from workers.storage.local import LocalStorage
 

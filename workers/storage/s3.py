@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.s3 import BucketError, ensure_bucket, error_code, s3_client
-from gateway.settings import Settings
+from taskcore.s3 import BucketError, ensure_bucket, error_code, s3_client
+from taskcore.settings import Settings
 from workers.storage.base import StorageError
 
 if TYPE_CHECKING:

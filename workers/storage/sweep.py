@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 from workers.storage.local import is_partial
 
 log = logging.getLogger("synthgate.worker.sweep")

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass
 
-from gateway.settings import Settings
+from taskcore.settings import Settings
 from workers import metrics
 from workers.storage.base import Storage, StorageError
 

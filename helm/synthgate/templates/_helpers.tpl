@@ -316,7 +316,7 @@ is qualified with the release namespace.
 A worker's KEDA ScaledObject: (dict "root" $ "name" deployment "component" c "queue" q "keda" cfg).
 Two triggers, since waiting tasks are in two lists: the pool's Celery queue (a few tasks,
 fed by the fair queue) and the pool's backlog list, one entry per task still waiting in a
-tenant's list (named in gateway/keys.py: backlog). KEDA scales on the larger.
+tenant's list (named in taskcore/redis_keys.py: backlog). KEDA scales on the larger.
 */}}
 {{- define "synthgate.scaledObject" -}}
 {{- $redis := dict -}}

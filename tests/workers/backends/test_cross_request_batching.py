@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.jobs import GenerationRequest, ImageOutcome
+from taskcore.contract import GenerationRequest, ImageOutcome
 from workers.backends.batching import group_batchable
 from workers.backends.diffusion import DiffusersBackend, StepHook
 from workers.backends.optimizations import PipelineOptions

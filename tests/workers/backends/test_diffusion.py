@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image
 
-from gateway.jobs import GenerationRequest, ImageOutcome
+from taskcore.contract import GenerationRequest, ImageOutcome
 from workers.backends.demo_weights import build_demo_pipeline
 from workers.backends.diffusion import (
     ALGO_ERROR,

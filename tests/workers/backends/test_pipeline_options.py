@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.jobs import GenerationRequest, ImageOutcome
-from gateway.settings import Settings, SettingsError
+from taskcore.contract import GenerationRequest, ImageOutcome
+from taskcore.settings import Settings, SettingsError
 from workers.backends.diffusion import DiffusersBackend
 from workers.backends.optimizations import PipelineOptions
 

@@ -12,9 +12,10 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
 
-from gateway.jobs import GenerationRequest, ImageOutcome
-from gateway.settings import Settings
-from gateway.store import TaskStore, WorkerTaskStore
+from taskcore.contract import GenerationRequest, ImageOutcome
+from taskcore.settings import Settings
+from taskcore.store.tasks import TaskStore
+from taskcore.store.worker import WorkerTaskStore
 from workers.backends.results import REJECTED, ResultFetcher, ResultPolicy
 from workers.backends.upstream import UpstreamBackend, upstream_body
 from workers.backends.upstream_http import open_session, retry_after

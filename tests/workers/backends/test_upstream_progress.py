@@ -6,10 +6,10 @@ from fixtures.processes import RedisServer, wait_until
 from fixtures.records import create_record
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
 
-from gateway import keys
-from gateway.jobs import GenerationRequest
-from gateway.settings import Settings
-from gateway.store import WorkerTaskStore
+from taskcore import redis_keys
+from taskcore.contract import GenerationRequest
+from taskcore.settings import Settings
+from taskcore.store.worker import WorkerTaskStore
 from workers.backends.upstream import UpstreamBackend
 from workers.progress import UPSTREAM_PROGRESS, ProgressRecorder
 
@@ -37,6 +37,6 @@ def test_an_upstream_task_that_succeeded_upstream_shows_its_rough_progress(
     record = redis_server.client()
 
     def progress() -> int:
-        return int(record.hget(keys.task(task_id), "progress") or -1)
+        return int(record.hget(redis_keys.task(task_id), "progress") or -1)
 
     wait_until(lambda: progress() == UPSTREAM_PROGRESS["SUCCEEDED"], 5, "the progress write")

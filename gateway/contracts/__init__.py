@@ -1,0 +1,1 @@
+"""The API contracts: DashScope validation, the OpenAI mapping, the OpenAPI additions."""

@@ -1,0 +1,94 @@
+"""The FastAPI application factory: clients built in the lifespan, errors handled in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.edge.bodies import BodyLimitMiddleware
+from gateway.edge.connections import open_redis
+from gateway.edge.errors import ApiError
+from gateway.edge.failures import failure_reply
+from gateway.edge.fastpath import TaskFetchFastPath
+from gateway.edge.image_reader import open_image_reader
+from gateway.edge.responses import JsonResponse, RequestIdMiddleware
+from gateway.intake.admission import Submitter
+from gateway.intake.routing import Dispatcher
+from gateway.operations.metrics import MetricsMiddleware
+from gateway.operations.readiness import Readiness
+from gateway.routes import admin, events, files, health, metrics, openai_images, tasks
+from gateway.tenancy.auth import KeyDirectory
+from gateway.tenancy.directory import TenantDirectory
+from taskcore.celery_queue import create_celery
+from taskcore.image_urls import open_presigner
+from taskcore.settings import Settings
+from taskcore.store.tasks import TaskStore
+from taskcore.store.watch import TaskWatcher
+from taskcore.url_signing import UrlSigner, shared_secret
+
+log = logging.getLogger("synthgate.gateway")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the gateway for ``settings``; connections open when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = open_redis(settings)
+        app.state.settings = settings
+        app.state.redis = client
+        app.state.store = TaskStore(client, settings.task_ttl_seconds)
+        app.state.submitter = Submitter(
+            client, settings.feed_depth, settings.idempotency_ttl_seconds
+        )
+        app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
+        app.state.image_reader = await open_image_reader(settings)
+        app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
+        app.state.directory = TenantDirectory(client)
+        if settings.storage == "s3":
+            app.state.image_urls = await open_presigner(settings)
+        else:
+            app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
+            app.state.image_urls = app.state.signer
+        app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
+        app.state.readiness = Readiness(settings, client)
+        if settings.dev_api_key:
+            await app.state.directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
+            log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # Innermost: the task fetch, FastAPI's machinery skipped (gateway/edge/fastpath.py).
+    app.add_middleware(TaskFetchFastPath)
+    # A 413 is counted in the metrics and carries the request id.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # inside RequestIdMiddleware: it reads the id
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.include_router(openai_images.router)
+    if settings.storage == "local":  # S3 images are downloaded from S3 itself
+        app.include_router(files.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    if settings.admin_token.get_secret_value():  # no token: no admin API (404)
+        app.include_router(admin.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JsonResponse:
+        return failure_reply(request, exc)
+
+    for kind in (ApiError, StarletteHTTPException, RequestValidationError, RedisError, Exception):
+        app.add_exception_handler(kind, handle)

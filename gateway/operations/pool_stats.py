@@ -1,0 +1,147 @@
+"""What waits in each pool, read from Redis in three round trips whatever the backlog.
+
+A waiting task is in one of two places (see :mod:`taskcore.fairqueue`): one of its
+tenant's pending lists for the pool (one per priority level, each FIFO: LPUSH, RPOP; one
+token per task in the pool's ``backlog`` list), or, once fed, the pool's Celery queue,
+which kombu's Redis transport keeps as a list named like the queue (LPUSH, BRPOP; the
+message body carries the task id). So the depth is two LLENs, and the oldest waiting task
+is the oldest of the Celery queue's last message and each non-empty tenant list's last
+entry (the pool's ``ready`` set names the tenants): one look-up per tenant and level with
+a backlog, never per task. Its record holds the submit time. A task a worker has taken
+is in neither place.
+
+This is the one place that knows where waiting tasks are: metrics (and whatever scales
+on queue length) read it through :func:`pool_stats` and :func:`pool_depth`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from taskcore import redis_keys
+from taskcore.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from taskcore.priority import ORDER
+from taskcore.settings import Settings
+
+POOLS: tuple[str, ...] = (*LOCAL_QUEUES, UPSTREAM_QUEUE)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """One pool now: waiting tasks, how long the oldest has waited, live workers."""
+
+    pool: str
+    depth: int
+    oldest_age_seconds: float  # 0 when nothing waits (or the oldest's record is gone)
+    live_workers: int
+
+
+def routed_pools(settings: Settings) -> list[str]:
+    """The pools the configured routes send tasks to (each needs a live worker)."""
+    pools: set[str] = set()
+    for name, spec in MODELS.items():
+        route = settings.route(name)
+        if route != "upstream":
+            pools.add(spec.queue)
+        if route != "local":
+            pools.add(UPSTREAM_QUEUE)
+    return sorted(pools)
+
+
+async def pool_depth(client: aioredis.Redis, pool: str) -> int:
+    """How many tasks wait for ``pool``: fed into its Celery queue, or still in tenant lists."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.llen(redis_keys.celery_queue(pool))
+        pipe.llen(redis_keys.backlog(pool))
+        queued, backlog = await pipe.execute()
+    return int(queued) + int(backlog)
+
+
+async def live_workers(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> dict[str, int]:
+    """Workers of each pool whose heartbeat has not expired (see workers.heartbeat)."""
+    now_ms = time.time() * 1000
+    async with client.pipeline(transaction=False) as pipe:
+        for pool in pools:
+            pipe.zcount(redis_keys.pool_workers(pool), now_ms, "+inf")
+        replies = await pipe.execute()
+    return {pool: int(n) for pool, n in zip(pools, replies, strict=True)}
+
+
+async def pool_stats(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> list[PoolStats]:
+    """Depth, oldest waiting age and live workers of each pool."""
+    now_ms = time.time() * 1000
+    async with client.pipeline(transaction=False) as pipe:
+        for pool in pools:
+            pipe.llen(redis_keys.celery_queue(pool))
+            pipe.llen(redis_keys.backlog(pool))
+            pipe.lindex(redis_keys.celery_queue(pool), -1)
+            pipe.zrange(redis_keys.ready(pool), 0, -1)
+            pipe.zcount(redis_keys.pool_workers(pool), now_ms, "+inf")
+        replies: list[Any] = await pipe.execute()
+    rows = [replies[start : start + 5] for start in range(0, len(replies), 5)]
+    heads = await _tenant_list_heads(client, [row[3] for row in rows])
+    candidates = [
+        [key for key in [_record_key(row[2]), *pool_heads] if key]
+        for row, pool_heads in zip(rows, heads, strict=True)
+    ]
+    submitted = await _submit_times(client, candidates)
+    return [
+        PoolStats(
+            pool=pool,
+            depth=int(row[0]) + int(row[1]),
+            oldest_age_seconds=max(0.0, (now_ms - first) / 1000) if first else 0.0,
+            live_workers=int(row[4]),
+        )
+        for pool, row, first in zip(pools, rows, submitted, strict=True)
+    ]
+
+
+async def _tenant_list_heads(
+    client: aioredis.Redis, tenants_per_pool: list[list[bytes]]
+) -> list[list[bytes]]:
+    """The oldest entry (a record key) of each tenant's list of each level, grouped by pool."""
+    lists_per_pool = [
+        [redis_keys.pending_level(name.decode(), level) for name in tenants for level in ORDER]
+        for tenants in tenants_per_pool
+    ]
+    async with client.pipeline(transaction=False) as pipe:
+        for lists in lists_per_pool:
+            for name in lists:
+                pipe.lindex(name, -1)
+        flat = iter(await pipe.execute())
+    return [[head for head in (next(flat) for _ in lists) if head] for lists in lists_per_pool]
+
+
+async def _submit_times(client: aioredis.Redis, candidates: list[list[bytes | str]]) -> list[int]:
+    """For each pool, the earliest submit time (ms) among its candidates' records; 0: none."""
+    async with client.pipeline(transaction=False) as pipe:
+        for keys_of_pool in candidates:
+            for key in keys_of_pool:
+                pipe.hget(key, "submit_ms")
+        flat = iter(await pipe.execute())
+    earliest = []
+    for keys_of_pool in candidates:
+        times = [int(t) for t in (next(flat) for _ in keys_of_pool) if t]
+        earliest.append(min(times, default=0))
+    return earliest
+
+
+def _record_key(message: bytes | None) -> str | None:
+    """The task record of a kombu Redis message (JSON envelope, base64 JSON body)."""
+    if not message:
+        return None
+    try:
+        envelope = orjson.loads(message)
+        body = orjson.loads(base64.b64decode(envelope["body"]))
+        task_id = body[0][0]  # Celery protocol 2 body: [args, kwargs, embed]
+    except (orjson.JSONDecodeError, binascii.Error, KeyError, IndexError, TypeError):
+        return None
+    return redis_keys.task(task_id) if isinstance(task_id, str) else None

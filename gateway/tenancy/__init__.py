@@ -1,0 +1,1 @@
+"""Tenancy: API keys to callers, tenants and their keys, and usage per day."""

@@ -1,0 +1,233 @@
+"""The ``synthgate`` command: ``serve``, ``worker`` and ``run`` (both, for one machine)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.tenancy.auth import generate_api_key
+from synthgate.admin_commands import COMMANDS as ADMIN_COMMANDS
+from synthgate.admin_commands import add_admin_commands, run_admin_command
+from synthgate.storage_commands import add_storage_commands
+from taskcore.catalog import MODELS, UPSTREAM_QUEUE
+from taskcore.logs import configure_logging
+from taskcore.settings import Settings, SettingsError
+
+log = logging.getLogger("synthgate")
+
+
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings)
+
+
+def serve(settings: Settings) -> None:
+    """The gateway alone: uvicorn on uvloop and httptools, no access log (the metrics count
+    requests), in ``SYNTHGATE_GATEWAY_PROCESSES`` processes."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's loggers go through taskcore.logs, as configured
+        "access_log": False,
+        # SIGTERM: stop accepting, let requests in flight finish, then cancel what is left.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
+    if settings.gateway_processes == 1:
+        from gateway.edge.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return
+    _prepare_processes(settings)
+    uvicorn.run(
+        "gateway.edge.asgi:app_from_env",
+        factory=True,
+        workers=settings.gateway_processes,
+        **options,
+    )
+
+
+def _prepare_processes(settings: Settings) -> None:
+    """What the gateway processes read from the environment: the settings ``run`` added, and
+    a folder for prometheus_client's multiprocess mode (each scrape sums every process)."""
+    if settings.dev_api_key:
+        os.environ["SYNTHGATE_DEV_API_KEY"] = settings.dev_api_key
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="synthgate-metrics-")
+
+
+def worker(settings: Settings) -> None:
+    """One Celery worker for the local pools (imports the worker code only here)."""
+    from workers.metrics_http import serve_worker_metrics
+
+    serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
+    from workers.celery_app import create_worker_app, worker_argv
+    from workers.runtime import served_queues
+    from workers.storage import check_storage
+
+    check_storage(settings)
+    hostname = f"synthgate@{socket.gethostname()}-{os.getpid()}"
+    if served_queues(settings) == [UPSTREAM_QUEUE]:
+        from workers.upstream_worker import run_upstream_worker
+
+        run_upstream_worker(settings, hostname)
+        return
+    app = create_worker_app(settings)
+    app.worker_main(worker_argv(settings, hostname))
+
+
+def run(settings: Settings) -> None:
+    """Gateway and its workers together, with a dev tenant: the one-machine stack."""
+    from synthgate.local_redis import ensure_redis
+
+    redis_process = ensure_redis(settings.redis_url)
+    if not settings.dev_api_key:
+        settings = settings.model_copy(update={"dev_api_key": generate_api_key()})
+    children = [_spawn_worker(settings, queues) for queues in _worker_pools(settings)]
+    _print_welcome(settings)
+    try:
+        serve(settings)
+    finally:
+        for child in [*children, redis_process]:
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+
+def _worker_pools(settings: Settings) -> list[str]:
+    """One worker for the local pools the routes use, one for upstream if any route uses it."""
+    routes = {model: settings.route(model) for model in MODELS}
+    local = sorted({MODELS[m].queue for m, route in routes.items() if route != "upstream"})
+    pools = [",".join(local)] if local else []
+    if any(route != "local" for route in routes.values()):
+        pools.append(UPSTREAM_QUEUE)
+    return pools
+
+
+def _spawn_worker(settings: Settings, queues: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SYNTHGATE_REDIS_URL": settings.redis_url,
+        "SYNTHGATE_WORKER_QUEUES": queues,
+    }
+    return subprocess.Popen([sys.executable, "-m", "synthgate.cli", "worker"], env=env)
+
+
+def _print_welcome(settings: Settings) -> None:
+    base = f"{settings.public_url}/api/v1"
+    print(
+        f"""
+synthgate is starting.
+  base URL : {base}
+  API key  : {settings.dev_api_key}   (tenant {settings.dev_tenant!r})
+
+Python (dashscope SDK):
+  import dashscope
+  dashscope.base_http_api_url = "{base}"
+  dashscope.api_key = "{settings.dev_api_key}"
+
+curl:
+  curl -s {base}/services/aigc/text2image/image-synthesis \\
+    -H 'X-DashScope-Async: enable' -H 'Authorization: Bearer {settings.dev_api_key}' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "stable-diffusion-v1.5", "input": {{"prompt": "a running cat"}}}}'
+  curl -s {base}/tasks/TASK_ID -H 'Authorization: Bearer {settings.dev_api_key}'
+""",
+        flush=True,
+    )
+
+
+def simulate_upstream(args: argparse.Namespace) -> None:
+    """The DashScope protocol simulator (needs no settings, Redis or key)."""
+    import uvicorn
+
+    from simulator.app import SimConfig, create_simulator_app
+
+    config = SimConfig(
+        latency_seconds=args.latency,
+        latency_distribution=args.latency_distribution,
+        latency_jitter=args.jitter,
+        rate_429=args.rate_429,
+        retry_after_seconds=args.retry_after,
+        rate_5xx=args.rate_5xx,
+        rate_hang=args.rate_hang,
+        rate_malformed=args.rate_malformed,
+        api_key=args.api_key,
+    )
+    print(f"DashScope simulator on http://{args.host}:{args.port}/api/v1", flush=True)
+    # A hanging request (a fault it injects) would hold a graceful shutdown for an hour:
+    # one second for the others to finish, then the hanging ones are cut.
+    uvicorn.run(
+        create_simulator_app(config),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+    )
+
+
+def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = sub.add_parser("simulate-upstream", help="serve a DashScope protocol simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8100)
+    sim.add_argument("--latency", type=float, default=2.0, help="mean seconds per task")
+    sim.add_argument(
+        "--latency-distribution", choices=["fixed", "uniform", "exponential"], default="uniform"
+    )
+    sim.add_argument("--jitter", type=float, default=0.1, help="uniform: +- this fraction")
+    sim.add_argument("--rate-429", type=float, default=0.0, help="share of requests throttled")
+    sim.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a 429 (s)")
+    sim.add_argument("--rate-5xx", type=float, default=0.0, help="share of requests failing 500")
+    sim.add_argument("--rate-hang", type=float, default=0.0, help="share of requests hanging")
+    sim.add_argument("--rate-malformed", type=float, default=0.0, help="share of broken JSON")
+    sim.add_argument("--api-key", default="", help="accept only this key (default: any)")
+    sim.set_defaults(handler=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="the gateway").set_defaults(handler=serve)
+    sub.add_parser("worker", help="one Celery worker").set_defaults(handler=worker)
+    sub.add_parser("run", help="gateway + worker (+ Redis) on one machine").set_defaults(
+        handler=run
+    )
+    _simulator_parser(sub)
+    add_storage_commands(sub)
+    add_admin_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.handler is None:
+        simulate_upstream(args)
+        return 0
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"synthgate: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin_command(settings, args)
+    args.handler(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

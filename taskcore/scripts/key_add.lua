@@ -1,0 +1,2 @@
+if not add_key() then return 0 end
+return 1

@@ -1,0 +1,3 @@
+if not create_tenant() then return 0 end
+add_key()
+return 1

@@ -1,0 +1,3 @@
+create_tenant()
+add_key()
+return 1

@@ -1,0 +1,259 @@
+"""Configuration: one :class:`Settings`, read from ``SYNTHGATE_*`` environment variables.
+
+Built once at start-up (``Settings.from_env()``) and handed down; never at import time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from taskcore.fairqueue import DEFAULT_DEPTH
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["auto", "json", "text"]
+Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+StorageKind = Literal["local", "s3"]
+AddressingStyle = Literal["auto", "path", "virtual"]
+Route = Literal["local", "upstream", "both"]
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable and the problem."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway and the workers."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNTHGATE_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Processes `synthgate serve` runs the gateway in (uvicorn workers; README "Benchmarks").
+    gateway_processes: int = Field(default=1, ge=1, le=64)
+    public_url: str = ""
+    storage_dir: Path = Path("var/storage")
+    # Images: a local folder (one machine) or an S3-compatible bucket (see README "S3 storage").
+    storage: StorageKind = "local"
+    s3_bucket: str = Field(default="", validate_default=True)
+    s3_endpoint_url: str = ""  # empty: AWS S3 itself
+    s3_public_endpoint_url: str = ""  # the host clients download from, when not the internal one
+    s3_region: str = "us-east-1"
+    s3_addressing_style: AddressingStyle = "auto"
+    s3_create_bucket: bool = False
+    storage_retries: int = Field(default=4, ge=0, le=20)
+    storage_backoff_seconds: float = Field(default=0.5, gt=0)
+    storage_backoff_max_seconds: float = Field(default=8.0, gt=0)
+    storage_timeout_seconds: float = Field(default=10.0, gt=0)
+    storage_upload_concurrency: int = Field(default=16, ge=1, le=256)
+    storage_sweep_interval_seconds: float = Field(default=3_600.0, gt=0)
+    dev_api_key: str = ""
+    dev_tenant: str = "dev"
+    # Tenants (see README "Tenants and keys"): empty admin token = admin API off (404).
+    admin_token: SecretStr = SecretStr("")
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Fair queueing: tasks fed into a pool's Celery queue and not yet started, at most.
+    feed_depth: int = Field(default=DEFAULT_DEPTH, ge=1, le=10_000)
+    feed_interval_seconds: float = Field(default=2.0, gt=0)
+    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # Worker leases (README "Reliability"): a worker renews its lease on each task it runs
+    # every lease/4 s; a task whose lease expired (its worker died) goes to another worker.
+    lease_seconds: float = Field(default=20.0, ge=1)
+    # Claims of one task before it FAILS as a poison task (it kept killing its worker).
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    # A task RUNNING longer than this since its claim FAILS with InternalError.Timeout.
+    task_deadline_seconds: float = Field(default=3_600.0, ge=10)
+    # A task fed to a pool and not claimed this long after its message left the queue (the
+    # worker that took it died first) is put back into the queue.
+    requeue_after_seconds: float = Field(default=20.0, ge=1)
+    # SIGTERM: how long a worker lets its tasks in flight finish before it hands them back.
+    worker_grace_seconds: float = Field(default=25.0, ge=0)
+
+    sd15_weights_dir: Path | None = None
+    sdxl_weights_dir: Path | None = None
+    demo_weights_dir: Path = Path.home() / ".cache" / "synthgate" / "demo-weights"
+    device: Device = "auto"
+    # GPU worker speed (README "GPU workers"); compile is CUDA-only and skipped on the CPU.
+    torch_compile: bool = True
+    compile_mode: CompileMode = "default"
+    channels_last: bool = True
+    fuse_qkv: bool = True
+    max_batch: int = Field(default=8, ge=1, le=64)  # images in one cross-request pipeline call
+    sdxl_vae_weights_dir: Path | None = None  # an fp16-safe SDXL VAE, e.g. sdxl-vae-fp16-fix
+
+    task_ttl_seconds: int = Field(default=86_400, ge=60)
+    storage_retention_days: int = Field(default=0, ge=0)  # 0: the record's life, rounded up
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    # Redis as the gateway reaches it (README "Reliability"): a Redis that does not answer
+    # in time fails the request at once with 503 ServiceUnavailable instead of hanging it.
+    redis_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # On SIGTERM the gateway stops accepting connections and gives the requests in flight
+    # this long to finish.
+    shutdown_timeout_seconds: int = Field(default=20, ge=0, le=3_600)
+    log_level: LogLevel = "INFO"
+    # "auto": JSON lines unless stderr is a terminal (see README "Observability").
+    log_format: LogFormat = "auto"
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_queues: str = ""
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Where a worker's main process serves Prometheus metrics; 0: not served.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    visibility_timeout_seconds: int = Field(default=7_200, ge=60)
+
+    # Routing: model -> "local" (GPU pool), "upstream" (DashScope), or "both" (local,
+    # spilling over to upstream when the local queue holds more than spillover_queue_depth).
+    routes: dict[str, Route] = Field(default_factory=dict)
+    spillover_queue_depth: int = Field(default=8, ge=0)
+
+    # The upstream DashScope service.
+    upstream_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
+    upstream_api_key: SecretStr = SecretStr("")
+    upstream_max_inflight: int = Field(default=256, ge=1, le=4096)
+    upstream_max_connections: int = Field(default=8, ge=1, le=1024)
+    upstream_deadline_seconds: float = Field(default=900.0, gt=0)
+    upstream_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    upstream_poll_initial_seconds: float = Field(default=1.0, gt=0)
+    upstream_poll_max_seconds: float = Field(default=5.0, gt=0)
+    upstream_retry_max_seconds: float = Field(default=30.0, gt=0)
+    upstream_result_hosts: str = "*.aliyuncs.com"
+    upstream_result_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+    # Progress and webhooks (README "Progress and webhooks").
+    progress_interval_seconds: float = Field(default=0.25, ge=0)  # between progress writes
+    webhook_allow_private: bool = False  # let callbacks reach private/loopback addresses
+    webhook_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=20.0, gt=0)  # doubling after each failure
+    webhook_backoff_max_seconds: float = Field(default=320.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # one delivery request
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)  # how often workers look for due ones
+
+    # Beyond DashScope (README "Beyond DashScope"): idempotent submits, task event streams,
+    # and the OpenAI-compatible images endpoint.
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)  # how long a key names its task
+    events_poll_seconds: float = Field(default=0.25, ge=0.05, le=10)  # a stream's look at its task
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0)  # comment lines while idle
+    events_max_seconds: float = Field(default=600.0, gt=0)  # a stream then ends; clients reconnect
+    openai_default_model: str = "stable-diffusion-xl"
+    openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("public_url", "s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _public_url_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _upstream_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("routes")
+    @classmethod
+    def _known_models(cls, value: dict[str, Route]) -> dict[str, Route]:
+        from taskcore.catalog import MODELS
+
+        unknown = sorted(set(value) - set(MODELS))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; known: {sorted(MODELS)}")
+        return value
+
+    @field_validator("openai_default_model")
+    @classmethod
+    def _known_default_model(cls, value: str) -> str:
+        from taskcore.catalog import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; known: {sorted(MODELS)}")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_for_s3(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("storage") == "s3" and not value.strip():
+            raise ValueError("is required when SYNTHGATE_STORAGE=s3")
+        return value.strip()
+
+    @field_validator("storage_retention_days")
+    @classmethod
+    def _retention_outlives_records(cls, value: int, info: ValidationInfo) -> int:
+        ttl = info.data.get("task_ttl_seconds")
+        if value and ttl is not None and value * 86_400 < ttl:
+            raise ValueError(
+                f"{value} days is shorter than SYNTHGATE_TASK_TTL_SECONDS ({ttl} s): "
+                "image URLs would outlive their images"
+            )
+        return value
+
+    @field_validator("sd15_weights_dir", "sdxl_weights_dir")
+    @classmethod
+    def _weights_exist(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "model_index.json").is_file():
+            raise ValueError(f"{value} is not a diffusers pipeline folder (no model_index.json)")
+        return value
+
+    @field_validator("sdxl_vae_weights_dir")
+    @classmethod
+    def _vae_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "config.json").is_file():
+            raise ValueError(f"{value} is not a diffusers VAE folder (no config.json)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> Settings:
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+            object.__setattr__(self, "public_url", f"http://{host}:{self.port}")
+        return self
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the environment; raise :class:`SettingsError` naming each bad variable."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                field = ".".join(str(part) for part in error["loc"]) or "settings"
+                problems.append(f"SYNTHGATE_{field.upper()}: {error['msg']}")
+            raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+    def route(self, model: str) -> Route:
+        """Where ``model``'s tasks go (``local`` unless configured)."""
+        return self.routes.get(model, "local")
+
+    def result_hosts(self) -> tuple[str, ...]:
+        """Host patterns (fnmatch) that upstream result URLs may point to."""
+        return tuple(h.strip().lower() for h in self.upstream_result_hosts.split(",") if h.strip())
+
+    def retention_days(self) -> int:
+        """Days an image is kept; S3 lifecycle rules count whole days, so the TTL rounds up."""
+        return self.storage_retention_days or max(1, math.ceil(self.task_ttl_seconds / 86_400))
+
+    def weights_dirs(self) -> dict[str, Path | None]:
+        """Weights folder per local pipeline kind (None: tiny random demo weights)."""
+        return {"sd15": self.sd15_weights_dir, "sdxl": self.sdxl_weights_dir}

@@ -1,0 +1,1 @@
+"""Webhooks: where one may go (targets) and what it carries (payload, signature)."""

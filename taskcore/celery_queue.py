@@ -26,7 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
         # A task is acknowledged when it ends, and requeued when its prefork child dies; a
         # second delivery of its message is skipped while a worker's lease on it runs, and a
-        # task claimed max_attempts times FAILS (taskcore/store/tasks.py, taskcore/reaper.py).
+        # task claimed max_attempts times FAILS (taskcore/scripts/claim.lua, taskcore/reaper.py).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # A lost broker connection does not cancel running tasks: the lease, not the broker,

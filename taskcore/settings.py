@@ -43,11 +43,11 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # Processes `synthgate serve` runs the gateway in (uvicorn workers; README "Benchmarks").
+    # Processes `synthgate serve` runs the gateway in (uvicorn workers; bench/README.md).
     gateway_processes: int = Field(default=1, ge=1, le=64)
     public_url: str = ""
     storage_dir: Path = Path("var/storage")
-    # Images: a local folder (one machine) or an S3-compatible bucket (see README "S3 storage").
+    # Images: a local folder (one machine) or an S3-compatible bucket (docs/storage.md).
     storage: StorageKind = "local"
     s3_bucket: str = Field(default="", validate_default=True)
     s3_endpoint_url: str = ""  # empty: AWS S3 itself
@@ -63,14 +63,14 @@ class Settings(BaseSettings):
     storage_sweep_interval_seconds: float = Field(default=3_600.0, gt=0)
     dev_api_key: str = ""
     dev_tenant: str = "dev"
-    # Tenants (see README "Tenants and keys"): empty admin token = admin API off (404).
+    # Tenants (docs/tenants.md): empty admin token = admin API off (404).
     admin_token: SecretStr = SecretStr("")
     key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # Fair queueing: tasks fed into a pool's Celery queue and not yet started, at most.
     feed_depth: int = Field(default=DEFAULT_DEPTH, ge=1, le=10_000)
     feed_interval_seconds: float = Field(default=2.0, gt=0)
     reap_interval_seconds: float = Field(default=5.0, gt=0)
-    # Worker leases (README "Reliability"): a worker renews its lease on each task it runs
+    # Worker leases (docs/reliability.md): a worker renews its lease on each task it runs
     # every lease/4 s; a task whose lease expired (its worker died) goes to another worker.
     lease_seconds: float = Field(default=20.0, ge=1)
     # Claims of one task before it FAILS as a poison task (it kept killing its worker).
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     sdxl_weights_dir: Path | None = None
     demo_weights_dir: Path = Path.home() / ".cache" / "synthgate" / "demo-weights"
     device: Device = "auto"
-    # GPU worker speed (README "GPU workers"); compile is CUDA-only and skipped on the CPU.
+    # GPU worker speed (docs/gpu-workers.md); compile is CUDA-only and skipped on the CPU.
     torch_compile: bool = True
     compile_mode: CompileMode = "default"
     channels_last: bool = True
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     task_ttl_seconds: int = Field(default=86_400, ge=60)
     storage_retention_days: int = Field(default=0, ge=0)  # 0: the record's life, rounded up
     max_body_bytes: int = Field(default=65_536, ge=1024)
-    # Redis as the gateway reaches it (README "Reliability"): a Redis that does not answer
+    # Redis as the gateway reaches it (docs/reliability.md): a Redis that does not answer
     # in time fails the request at once with 503 ServiceUnavailable instead of hanging it.
     redis_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     redis_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # this long to finish.
     shutdown_timeout_seconds: int = Field(default=20, ge=0, le=3_600)
     log_level: LogLevel = "INFO"
-    # "auto": JSON lines unless stderr is a terminal (see README "Observability").
+    # "auto": JSON lines unless stderr is a terminal (docs/observability.md).
     log_format: LogFormat = "auto"
     worker_concurrency: int = Field(default=1, ge=1, le=64)
     worker_queues: str = ""
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     upstream_result_hosts: str = "*.aliyuncs.com"
     upstream_result_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
-    # Progress and webhooks (README "Progress and webhooks").
+    # Progress and webhooks (docs/api.md).
     progress_interval_seconds: float = Field(default=0.25, ge=0)  # between progress writes
     webhook_allow_private: bool = False  # let callbacks reach private/loopback addresses
     webhook_attempts: int = Field(default=6, ge=1, le=50)
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # one delivery request
     webhook_poll_seconds: float = Field(default=1.0, gt=0)  # how often workers look for due ones
 
-    # Beyond DashScope (README "Beyond DashScope"): idempotent submits, task event streams,
+    # Beyond DashScope (docs/api.md): idempotent submits, task event streams,
     # and the OpenAI-compatible images endpoint.
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)  # how long a key names its task
     events_poll_seconds: float = Field(default=0.25, ge=0.05, le=10)  # a stream's look at its task

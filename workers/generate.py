@@ -86,7 +86,7 @@ def log_not_runnable(task_id: str, claim: Claim | None) -> None:
 
 def with_redis_retry(call: Callable[[], _T], within: float) -> _T:
     """``call()``, retried while Redis is unreachable (restarting), or full and refusing to
-    start new work (the claim, see :mod:`taskcore.scripts.flags`), for up to ``within`` s.
+    start new work (the claim, see :mod:`taskcore.scripts.registry`), for up to ``within`` s.
     Past that the error rises: the task's message is dropped, and the reaper queues the
     unclaimed task again."""
     give_up = time.monotonic() + within

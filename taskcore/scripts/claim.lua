@@ -1,6 +1,6 @@
 -- A worker took the task's message: it is no longer starting, so the pool has room for the
 -- next one from the fair queue (fed here, in the same step). The worker then holds a lease on
--- the task (see README "Reliability"): while the lease runs, a second delivery of the task's
+-- the task (see docs/reliability.md): while the lease runs, a second delivery of the task's
 -- message (a copy put back by the reaper or by Celery) is skipped; once it expired, whoever
 -- claims the task takes it over. Each claim counts an attempt; a task claimed more than
 -- ``max attempts`` times kept killing its workers and FAILS instead of running again.

@@ -28,7 +28,7 @@ def _read(relative: str) -> str:
     return _FOLDER.joinpath(relative).read_text(encoding="utf-8")
 
 
-def _fragments(uses: tuple[str, ...]) -> list[str]:
+def fragments_of(uses: tuple[str, ...]) -> list[str]:
     """``uses`` with the fragments they need, in paste order."""
     wanted: set[str] = set()
 
@@ -45,7 +45,7 @@ def _fragments(uses: tuple[str, ...]) -> list[str]:
 
 def compose(body: str, uses: tuple[str, ...], when_full: WhenFull = WhenFull.DEFAULT) -> str:
     """A script of ``body`` after the fragments it ``uses`` (and theirs), with its shebang."""
-    fragments = [_read(f"lib/{fragment}.lua") for fragment in _fragments(uses)]
+    fragments = [_read(f"lib/{fragment}.lua") for fragment in fragments_of(uses)]
     return "".join([when_full.value, *fragments, body])
 
 

@@ -1,6 +1,6 @@
 """The worker's side of the status store for asyncio workers (the upstream pool).
 
-The same scripts and arguments as :class:`taskcore.store.tasks.WorkerTaskStore`, on an
+The same scripts and arguments as :class:`taskcore.store.worker.WorkerTaskStore`, on an
 asyncio Redis client: a worker holding hundreds of tasks on one event loop claims,
 annotates, renews and finishes them without a thread per call.
 

@@ -34,7 +34,7 @@ _WARM_UP_STEPS = 2
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    """How the worker runs its pipelines; built from settings (README "GPU workers")."""
+    """How the worker runs its pipelines; built from settings (docs/gpu-workers.md)."""
 
     compile: bool = False
     compile_mode: str = "default"

@@ -1,4 +1,4 @@
--- A tenant's levels, highest first (gateway.priority.ORDER).
+-- A tenant's levels, highest first (taskcore.priority.ORDER).
 local FQ_LEVELS = {'interactive', 'normal', 'batch'}
 
 -- Integer strides keep passes exact (a float 1/3 would drift and reorder ties).

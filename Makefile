@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format redis-server clean bench
+.PHONY: install run test test-fast lint format redis-server clean bench
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ run: install redis-server
 
 test: install redis-server
 	$(BIN)/python -m pytest
+
+# The unit level, about a minute on 2 cores: no live stacks, no pipelines, no chart
+# (markers: pyproject.toml, given by tests/conftest.py and the folder conftests).
+test-fast: install redis-server
+	$(BIN)/python -m pytest -m "not e2e and not slow and not deploy"
 
 # The gateway benchmark (bench/README.md): every scenario, some five minutes on 2 cores;
 # the table goes to bench/results/gateway.md. Options: make bench BENCH_ARGS='--smoke'.

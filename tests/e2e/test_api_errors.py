@@ -67,9 +67,9 @@ CASES: list[tuple[str, Any, int, str]] = [
 
 @pytest.mark.parametrize(("name", "payload", "status", "code"), CASES, ids=[c[0] for c in CASES])
 def test_bad_submit_is_rejected_with_dashscope_error(
-    client: httpx.Client, name: str, payload: Any, status: int, code: str
+    api: httpx.Client, name: str, payload: Any, status: int, code: str
 ) -> None:
-    answer = client.post(SUBMIT, json=payload)
+    answer = api.post(SUBMIT, json=payload)
     assert answer.status_code == status, answer.text
     data = answer.json()
     assert data["code"] == code
@@ -84,18 +84,18 @@ def _error(answer: httpx.Response, status: int, code: str) -> None:
     assert answer.json()["request_id"]
 
 
-def test_body_not_json_is_invalid_parameter(client: httpx.Client) -> None:
-    answer = client.post(SUBMIT, content=b"{not json", headers={"Content-Type": "application/json"})
+def test_body_not_json_is_invalid_parameter(api: httpx.Client) -> None:
+    answer = api.post(SUBMIT, content=b"{not json", headers={"Content-Type": "application/json"})
     _error(answer, 400, "InvalidParameter")
 
 
-def test_empty_body_is_invalid_parameter(client: httpx.Client) -> None:
-    _error(client.post(SUBMIT, content=b""), 400, "InvalidParameter")
+def test_empty_body_is_invalid_parameter(api: httpx.Client) -> None:
+    _error(api.post(SUBMIT, content=b""), 400, "InvalidParameter")
 
 
-def test_oversized_body_is_too_large(client: httpx.Client) -> None:
+def test_oversized_body_is_too_large(api: httpx.Client) -> None:
     huge = _body(input_={"prompt": "cat " * 40_000})
-    _error(client.post(SUBMIT, json=huge), 413, "BadRequest.TooLarge")
+    _error(api.post(SUBMIT, json=huge), 413, "BadRequest.TooLarge")
 
 
 def test_missing_async_header_is_access_denied_not_a_hang(stack: Stack) -> None:
@@ -119,8 +119,8 @@ def test_missing_or_wrong_key_is_invalid_api_key(stack: Stack, authorization: st
     _error(fetch, 401, "InvalidApiKey")
 
 
-def test_unknown_route_is_dashscope_shaped(client: httpx.Client) -> None:
-    _error(client.get("/no/such/route"), 404, "NotFound")
+def test_unknown_route_is_dashscope_shaped(api: httpx.Client) -> None:
+    _error(api.get("/no/such/route"), 404, "NotFound")
 
 
 def test_rejected_submits_create_no_tasks(stack: Stack, new_tenant: Any) -> None:
@@ -142,6 +142,6 @@ def test_rejected_submits_create_no_tasks(stack: Stack, new_tenant: Any) -> None
     ],
 )
 def test_bad_list_filters_are_invalid_parameter(
-    client: httpx.Client, query: dict[str, str], code: str
+    api: httpx.Client, query: dict[str, str], code: str
 ) -> None:
-    _error(client.get("/tasks", params=query), 400, code)
+    _error(api.get("/tasks", params=query), 400, code)

@@ -62,11 +62,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demo_weights_dir: Path) -> I
 
 
 def _running_tasks(stack: Stack) -> list[str]:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        entries = client.zrange(redis_keys.leases(POOL), 0, -1)
+        entries = redis_client.zrange(redis_keys.leases(POOL), 0, -1)
     finally:
-        client.close()
+        redis_client.close()
     prefix = len(redis_keys.task(""))
     return [entry.decode()[prefix:] for entry in entries]
 
@@ -106,32 +106,32 @@ def _all_final(statuses: dict[str, str], count: int) -> bool:
 
 
 def _code(stack: Stack, task_id: str) -> str:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        return (client.hget(redis_keys.task(task_id), "code") or b"").decode()
+        return (redis_client.hget(redis_keys.task(task_id), "code") or b"").decode()
     finally:
-        client.close()
+        redis_client.close()
 
 
 def _end_ms(stack: Stack, task_ids: list[str]) -> list[int]:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        return [int(client.hget(redis_keys.task(t), "end_ms") or 0) for t in task_ids]
+        return [int(redis_client.hget(redis_keys.task(t), "end_ms") or 0) for t in task_ids]
     finally:
-        client.close()
+        redis_client.close()
 
 
 def _statuses(stack: Stack, task_ids: list[str]) -> dict[str, str]:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        with client.pipeline(transaction=False) as pipe:
+        with redis_client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hget(redis_keys.task(task_id), "status")
             return {t: (s or b"").decode() for t, s in zip(task_ids, pipe.execute(), strict=True)}
     except Exception:  # Redis is restarting: ask again
         return {}
     finally:
-        client.close()
+        redis_client.close()
 
 
 @pytest.mark.timeout(600)
@@ -140,12 +140,12 @@ def test_no_task_is_lost_when_workers_die_and_redis_restarts(stack: Stack) -> No
     key = register_tenant(stack.redis.url, tenant, max_concurrent=1000, daily_images=10_000)
     rng = random.Random(7)
     jobs = {}
-    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as client:
+    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as api:
         for i in range(TASKS):
             n = rng.choice([1, 1, 1, 2])
-            jobs[submit(client, body(prompt=f"chaos {i}", n=n, steps=rng.randint(1, 3)))] = n
+            jobs[submit(api, body(prompt=f"chaos {i}", n=n, steps=rng.randint(1, 3)))] = n
             if i == TASKS // 4:  # one task that kills its worker every time it runs
-                poison = submit(client, body(prompt=f"chaos {CRASH}", steps=1))
+                poison = submit(api, body(prompt=f"chaos {CRASH}", steps=1))
     ids = [*jobs, poison]
 
     done, chaos = threading.Event(), Chaos()
@@ -190,16 +190,18 @@ def test_no_task_is_lost_when_workers_die_and_redis_restarts(stack: Stack) -> No
 
 
 def _assert_nothing_held(stack: Stack, tenant: str, images: int) -> None:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        assert client.zcard(redis_keys.tenant_active(tenant)) == 0
-        assert client.zcard(redis_keys.leases(POOL)) == 0
-        assert client.zcard(redis_keys.starting(POOL)) == 0
-        assert client.llen(redis_keys.backlog(POOL)) == 0
+        assert redis_client.zcard(redis_keys.tenant_active(tenant)) == 0
+        assert redis_client.zcard(redis_keys.leases(POOL)) == 0
+        assert redis_client.zcard(redis_keys.starting(POOL)) == 0
+        assert redis_client.llen(redis_keys.backlog(POOL)) == 0
         # Copies of messages whose task had already ended are skipped and acknowledged.
-        wait_until(lambda: client.llen(redis_keys.celery_queue(POOL)) == 0, 30, "an empty queue")
-        usage = client.hgetall(redis_keys.tenant_usage(tenant, utc_day(now_ms())))
+        wait_until(
+            lambda: redis_client.llen(redis_keys.celery_queue(POOL)) == 0, 30, "an empty queue"
+        )
+        usage = redis_client.hgetall(redis_keys.tenant_usage(tenant, utc_day(now_ms())))
         assert int(usage[b"images"]) == images
         assert int(usage[b"images_succeeded"]) == images
     finally:
-        client.close()
+        redis_client.close()

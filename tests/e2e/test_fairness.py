@@ -4,7 +4,7 @@ start within a few tasks' time.
 A's flood goes through the gateway's own submit script (no HTTP, to keep the test short);
 B submits over HTTP. The tests count, for each of B's tasks, how many of A's started while
 it waited (a measure that a busy machine does not blur), and print B's queue wait
-(scheduled - submit) at p50/p95; run with ``-s`` to see them (README "Fair queueing").
+(scheduled - submit) at p50/p95; run with ``-s`` to see them (docs/tenants.md, "Fair queueing").
 """
 
 from __future__ import annotations

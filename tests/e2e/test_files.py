@@ -14,8 +14,8 @@ from fixtures.tasks import body, png_size, run_task
 from taskcore.url_signing import UrlSigner, shared_secret
 
 
-def _image_url(client: httpx.Client) -> str:
-    done = run_task(client, body("stable-diffusion-v1.5", steps=1))
+def _image_url(api: httpx.Client) -> str:
+    done = run_task(api, body("stable-diffusion-v1.5", steps=1))
     return str(done["output"]["results"][0]["url"])
 
 
@@ -25,15 +25,15 @@ def _replace_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())))
 
 
-def test_signed_url_serves_the_png(client: httpx.Client) -> None:
-    answer = httpx.get(_image_url(client), timeout=10)
+def test_signed_url_serves_the_png(api: httpx.Client) -> None:
+    answer = httpx.get(_image_url(api), timeout=10)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "image/png"
     assert png_size(answer.content) == (512, 512)
 
 
-def test_tampered_urls_are_forbidden(client: httpx.Client) -> None:
-    url = _image_url(client)
+def test_tampered_urls_are_forbidden(api: httpx.Client) -> None:
+    url = _image_url(api)
     parts = urlsplit(url)
     expires = parse_qs(parts.query)["expires"][0]
     tampered = [
@@ -50,8 +50,8 @@ def test_tampered_urls_are_forbidden(client: httpx.Client) -> None:
             assert answer.json()["code"] == "AccessDenied"
 
 
-def test_expired_url_is_forbidden(stack: Stack, client: httpx.Client) -> None:
-    url = _image_url(client)
+def test_expired_url_is_forbidden(stack: Stack, api: httpx.Client) -> None:
+    url = _image_url(api)
     key = urlsplit(url).path.removeprefix("/files/")
 
     async def secret() -> bytes:

@@ -40,9 +40,9 @@ def lone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def http(lone: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=lone.api, headers=lone.headers(), timeout=10) as client:
-        yield client
+def api(lone: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=lone.api, headers=lone.headers(), timeout=10) as http:
+        yield http
 
 
 def assert_error(answer: httpx.Response, status: int, code: str) -> dict[str, str]:
@@ -83,17 +83,17 @@ def test_a_body_over_the_limit_is_too_large_on_every_route(lone: Stack) -> None:
 
 
 def test_a_chunked_body_without_content_length_is_counted_as_it_streams(
-    lone: Stack, http: httpx.Client
+    lone: Stack, api: httpx.Client
 ) -> None:
     def chunks(total: int) -> Iterator[bytes]:
         for _ in range(total // 1024):
             yield b" " * 1024
         yield b'{"model": "stable-diffusion-v1.5", "input": {"prompt": "a cat"}}'
 
-    answer = http.post(SUBMIT, content=chunks(LIMIT * 4))
+    answer = api.post(SUBMIT, content=chunks(LIMIT * 4))
     assert "content-length" not in answer.request.headers
     assert_error(answer, 413, "BadRequest.TooLarge")
-    small = http.post(SUBMIT, content=chunks(2048))
+    small = api.post(SUBMIT, content=chunks(2048))
     assert small.status_code == 200, small.text
 
 
@@ -134,8 +134,8 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_json_is_invalid_parameter(http: httpx.Client, payload: bytes) -> None:
-    data = assert_error(http.post(SUBMIT, content=payload), 400, "InvalidParameter")
+def test_malformed_json_is_invalid_parameter(api: httpx.Client, payload: bytes) -> None:
+    data = assert_error(api.post(SUBMIT, content=payload), 400, "InvalidParameter")
     assert len(data["message"]) < 300
 
 
@@ -143,19 +143,19 @@ def test_malformed_json_is_invalid_parameter(http: httpx.Client, payload: bytes)
     "parameters",
     [{"n": [1]}, {"n": {"$gt": 0}}, {"steps": "50; DROP TABLE"}, {"seed": 1.5}, {"size": None}],
 )
-def test_wrong_types_are_invalid_parameter(http: httpx.Client, parameters: object) -> None:
+def test_wrong_types_are_invalid_parameter(api: httpx.Client, parameters: object) -> None:
     payload = {"model": "stable-diffusion-xl", "input": {"prompt": "a"}, "parameters": parameters}
     if parameters == {"size": None}:  # null means "absent": the default size
-        assert http.post(SUBMIT, json=payload).status_code == 200
+        assert api.post(SUBMIT, json=payload).status_code == 200
         return
-    assert_error(http.post(SUBMIT, json=payload), 400, "InvalidParameter")
+    assert_error(api.post(SUBMIT, json=payload), 400, "InvalidParameter")
 
 
 def test_a_huge_prompt_under_the_limit_is_truncated_to_75_words(
-    lone: Stack, http: httpx.Client
+    lone: Stack, api: httpx.Client
 ) -> None:
     prompt = "cat " * ((LIMIT - 200) // 4)
-    answer = http.post(SUBMIT, json=body(prompt=prompt))
+    answer = api.post(SUBMIT, json=body(prompt=prompt))
     assert answer.status_code == 200, answer.text
     task_id = answer.json()["output"]["task_id"]
     stored = lone.redis.client().hget(redis_keys.task(task_id), "request")
@@ -212,8 +212,8 @@ def test_header_injection_never_reaches_a_response_header(lone: Stack, header: b
         assert b"InvalidApiKey" in content
 
 
-def test_the_request_id_is_always_the_gateway_own(http: httpx.Client) -> None:
-    answer = http.get("/tasks/x", headers={"X-Request-Id": "client-chosen"})
+def test_the_request_id_is_always_the_gateway_own(api: httpx.Client) -> None:
+    answer = api.get("/tasks/x", headers={"X-Request-Id": "client-chosen"})
     assert answer.headers["x-request-id"] != "client-chosen"
     uuid.UUID(answer.headers["x-request-id"])
 
@@ -231,11 +231,11 @@ def signer(lone: Stack) -> UrlSigner:
     (lone.storage_dir.parent / "secret.txt").write_text("root:x:0:0")
 
     async def secret() -> bytes:
-        client = aioredis.Redis.from_url(lone.redis.url)
+        redis_client = aioredis.Redis.from_url(lone.redis.url)
         try:
-            return await shared_secret(client)
+            return await shared_secret(redis_client)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return UrlSigner(asyncio.run(secret()), lone.base_url)
 
@@ -289,6 +289,6 @@ def test_forged_and_expired_file_urls_are_access_denied(lone: Stack, signer: Url
 
 
 @pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-1", "1e3", " 1"])
-def test_odd_page_numbers_are_invalid_parameter(http: httpx.Client, value: str) -> None:
-    assert_error(http.get("/tasks", params={"page_no": value}), 400, "InvalidParameter")
-    assert_error(http.get("/tasks", params={"page_size": value}), 400, "InvalidParameter")
+def test_odd_page_numbers_are_invalid_parameter(api: httpx.Client, value: str) -> None:
+    assert_error(api.get("/tasks", params={"page_no": value}), 400, "InvalidParameter")
+    assert_error(api.get("/tasks", params={"page_size": value}), 400, "InvalidParameter")

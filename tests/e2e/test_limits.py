@@ -33,9 +33,9 @@ def _burst(gateways: Gateways, key: str, payloads: list[dict[str, Any]]) -> list
 
     async def send_all() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(timeout=60, limits=limits) as api:
             sends = [
-                client.post(gateways.api(i % 2) + SUBMIT, json=payload, headers=_headers(key))
+                api.post(gateways.api(i % 2) + SUBMIT, json=payload, headers=_headers(key))
                 for i, payload in enumerate(payloads)
             ]
             return list(await asyncio.gather(*sends))

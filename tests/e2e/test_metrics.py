@@ -20,13 +20,13 @@ SUBMIT_ROUTE = "/api/v1/services/aigc/text2image/image-synthesis"
 FETCH_ROUTE = "/api/v1/tasks/{task_id}"
 
 
-def _poll_until_final(client: httpx.Client, task_id: str) -> tuple[dict[str, Any], int]:
+def _poll_until_final(api: httpx.Client, task_id: str) -> tuple[dict[str, Any], int]:
     """The final answer and how many fetches it took."""
     fetches = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         fetches += 1
-        data: dict[str, Any] = client.get(f"/tasks/{task_id}").json()
+        data: dict[str, Any] = api.get(f"/tasks/{task_id}").json()
         if data["output"]["task_status"] in FINAL:
             return data, fetches
         time.sleep(0.1)
@@ -40,11 +40,11 @@ def test_a_task_moves_gateway_metrics_by_exactly_what_the_client_did(
     key = new_tenant(tenant, rpm=1)  # its second submit in a minute is throttled
     gateway = f"{stack.base_url}/metrics"
     before = scrape(gateway)
-    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as client:
-        task_id = submit(client, body(XL, size="512*512", n=2, steps=3, seed=7))
-        done, fetches = _poll_until_final(client, task_id)
-        refused = client.post(SUBMIT, json=body(XL), headers={"X-DashScope-Async": "off"})
-        throttled = client.post(SUBMIT, json=body(XL))
+    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as api:
+        task_id = submit(api, body(XL, size="512*512", n=2, steps=3, seed=7))
+        done, fetches = _poll_until_final(api, task_id)
+        refused = api.post(SUBMIT, json=body(XL), headers={"X-DashScope-Async": "off"})
+        throttled = api.post(SUBMIT, json=body(XL))
     missing = httpx.get(f"{stack.base_url}/no/such/path/{task_id}", timeout=5)
     after = scrape(gateway)
 
@@ -78,11 +78,9 @@ def test_a_task_moves_gateway_metrics_by_exactly_what_the_client_did(
 def test_a_task_moves_worker_metrics_by_its_images_steps_and_uploads(stack: Stack) -> None:
     worker = stack.worker_metrics_url()
     before = scrape(worker)
-    with httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30) as client:
+    with httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30) as api:
         started = time.monotonic()
-        done = wait_status(
-            client, submit(client, body(XL, size="512*512", n=2, steps=3, seed=9)), FINAL
-        )
+        done = wait_status(api, submit(api, body(XL, size="512*512", n=2, steps=3, seed=9)), FINAL)
         wall = time.monotonic() - started
     finished = {"pool": "gpu.sdxl", "model": XL, "status": "SUCCEEDED", "code": "none"}
     # The worker counts a task just after storing its status, which the client may see first.
@@ -120,11 +118,11 @@ def test_upstream_requests_and_their_errors_match_what_the_upstream_answered(
     worker = upstream.worker_metrics_url()
     before, sim_before = scrape(worker), simulator.stats()["requests"]
     simulator.configure(rate_429=1.0, retry_after_seconds=0.05)  # throttle all, for a while
-    with httpx.Client(base_url=upstream.api, headers=upstream.headers(), timeout=30) as client:
-        ids = [submit(client, body(XL, n=1, seed=i)) for i in range(4)]
+    with httpx.Client(base_url=upstream.api, headers=upstream.headers(), timeout=30) as api:
+        ids = [submit(api, body(XL, n=1, seed=i)) for i in range(4)]
         wait_until(lambda: _throttled(simulator) > sim_before.get("fault.429", 0), 10, "a 429")
         simulator.configure(rate_429=0.0)
-        outputs = [wait_status(client, task_id, FINAL, timeout=60)["output"] for task_id in ids]
+        outputs = [wait_status(api, task_id, FINAL, timeout=60)["output"] for task_id in ids]
     after, sim_after = scrape(worker), simulator.stats()["requests"]
 
     assert [o["task_status"] for o in outputs] == ["SUCCEEDED"] * 4

@@ -23,8 +23,8 @@ def _client(base_url: str, api_key: str) -> openai.OpenAI:
 
 
 def test_the_openai_client_gets_image_urls(stack: Stack) -> None:
-    client = _client(stack.base_url, stack.api_key)
-    raw = client.images.with_raw_response.generate(
+    openai_client = _client(stack.base_url, stack.api_key)
+    raw = openai_client.images.with_raw_response.generate(
         model=V15, prompt="a red fox", n=2, size="512x512", extra_body=FAST
     )
     images = raw.parse()
@@ -37,8 +37,8 @@ def test_the_openai_client_gets_image_urls(stack: Stack) -> None:
 
 
 def test_b64_json_carries_the_png_and_the_default_model_is_sdxl(stack: Stack) -> None:
-    client = _client(stack.base_url, stack.api_key)
-    raw = client.images.with_raw_response.generate(
+    openai_client = _client(stack.base_url, stack.api_key)
+    raw = openai_client.images.with_raw_response.generate(
         prompt="a lighthouse", size="768x512", response_format="b64_json", extra_body=FAST
     )
     (image,) = raw.parse().data
@@ -50,8 +50,8 @@ def test_b64_json_carries_the_png_and_the_default_model_is_sdxl(stack: Stack) ->
 
 
 def test_b64_json_reads_the_image_back_from_s3(s3_stack: Stack) -> None:
-    client = _client(s3_stack.base_url, s3_stack.api_key)
-    images = client.images.generate(
+    openai_client = _client(s3_stack.base_url, s3_stack.api_key)
+    images = openai_client.images.generate(
         model=V15, prompt="a lighthouse", response_format="b64_json", extra_body=FAST
     )
     (image,) = images.data
@@ -59,11 +59,11 @@ def test_b64_json_reads_the_image_back_from_s3(s3_stack: Stack) -> None:
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_same_task(stack: Stack) -> None:
-    client = _client(stack.base_url, stack.api_key)
+    openai_client = _client(stack.base_url, stack.api_key)
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     kwargs = {"model": V15, "prompt": "a boat", "extra_body": FAST, "extra_headers": headers}
-    first = client.images.with_raw_response.generate(**kwargs)  # type: ignore[arg-type]
-    again = client.images.with_raw_response.generate(**kwargs)  # type: ignore[arg-type]
+    first = openai_client.images.with_raw_response.generate(**kwargs)  # type: ignore[arg-type]
+    again = openai_client.images.with_raw_response.generate(**kwargs)  # type: ignore[arg-type]
     assert again.headers["x-synthgate-task-id"] == first.headers["x-synthgate-task-id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert again.parse().data[0].url == first.parse().data[0].url
@@ -75,22 +75,22 @@ def test_errors_come_as_the_openai_client_expects_them(
     with pytest.raises(openai.AuthenticationError) as denied:
         _client(stack.base_url, "sk-wrong").images.generate(prompt="a cat", model=V15)
     assert denied.value.code == "invalid_api_key"
-    client = _client(stack.base_url, new_tenant(rpm=1))
+    openai_client = _client(stack.base_url, new_tenant(rpm=1))
     with pytest.raises(openai.BadRequestError) as bad:
-        client.images.generate(prompt="a cat", model=V15, size="1024x1024")
+        openai_client.images.generate(prompt="a cat", model=V15, size="1024x1024")
     assert bad.value.code == "invalid_value" and "512*512" in bad.value.message
-    client.images.generate(prompt="a cat", model=V15, extra_body=FAST)
+    openai_client.images.generate(prompt="a cat", model=V15, extra_body=FAST)
     with pytest.raises(openai.RateLimitError) as limited:
-        client.images.generate(prompt="a cat", model=V15, extra_body=FAST)
+        openai_client.images.generate(prompt="a cat", model=V15, extra_body=FAST)
     assert limited.value.code == "rate_limit_exceeded"
     assert int(limited.value.response.headers["retry-after"]) >= 1
 
 
 def test_a_task_not_done_in_time_is_a_504_naming_the_task(idle_gateway: Gateways) -> None:
     key = register_tenant(idle_gateway.redis.url, "oai-" + secrets.token_hex(4))
-    client = _client(idle_gateway.urls[0], key)
+    openai_client = _client(idle_gateway.urls[0], key)
     with pytest.raises(openai.InternalServerError) as late:
-        client.images.generate(prompt="a cat", model=V15)
+        openai_client.images.generate(prompt="a cat", model=V15)
     assert late.value.status_code == 504 and late.value.code == "timeout"
     task_id = late.value.response.headers["x-synthgate-task-id"]
     assert task_id in late.value.message

@@ -28,9 +28,9 @@ def test_gateway_and_worker_logs_are_json_with_request_and_task_context(
 ) -> None:
     tenant = "logs-" + secrets.token_hex(4)
     key = new_tenant(tenant)
-    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as client:
-        task_id = submit(client, body("stable-diffusion-v1.5", steps=1))
-        assert wait_status(client, task_id, FINAL)["output"]["task_status"] == "SUCCEEDED"
+    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as api:
+        task_id = submit(api, body("stable-diffusion-v1.5", steps=1))
+        assert wait_status(api, task_id, FINAL)["output"]["task_status"] == "SUCCEEDED"
     denied = httpx.get(f"{stack.api}/tasks", headers=stack.headers("sk-wrong-" + "x" * 20))
     assert denied.status_code == 401
 
@@ -65,17 +65,17 @@ def test_logs_hold_no_api_key_upstream_key_or_url_signature(
 ) -> None:
     key = new_tenant()
     wrong_key = "sk-" + secrets.token_urlsafe(24)
-    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as client:
-        done = wait_status(client, submit(client, body("stable-diffusion-v1.5", steps=1)), FINAL)
+    with httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as api:
+        done = wait_status(api, submit(api, body("stable-diffusion-v1.5", steps=1)), FINAL)
         url = done["output"]["results"][0]["url"]
         signature = parse_qs(urlsplit(url).query)["sig"][0]
         assert httpx.get(url, timeout=10).status_code == 200
         forged = url.replace(signature, secrets.token_urlsafe(32))
         assert httpx.get(forged, timeout=10).status_code == 403
         httpx.get(f"{stack.api}/tasks?api_key={wrong_key}", headers={"Authorization": wrong_key})
-    with httpx.Client(base_url=upstream.api, headers=upstream.headers(), timeout=30) as client:
-        task_id = submit(client, body("stable-diffusion-xl", prompt="a cat sim:result-404"))
-        assert wait_status(client, task_id, FINAL)["output"]["task_status"] == "FAILED"
+    with httpx.Client(base_url=upstream.api, headers=upstream.headers(), timeout=30) as api:
+        task_id = submit(api, body("stable-diffusion-xl", prompt="a cat sim:result-404"))
+        assert wait_status(api, task_id, FINAL)["output"]["task_status"] == "FAILED"
 
     text = stack.logs() + upstream.logs()
     for secret in (key, wrong_key, stack.api_key, upstream.api_key, UPSTREAM_KEY, signature):

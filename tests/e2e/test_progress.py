@@ -13,8 +13,8 @@ from taskcore import redis_keys
 def test_progress_rises_monotonically_to_100_while_a_task_runs(hook_stack: HookStack) -> None:
     _, key, _ = hook_stack.tenant()
     redis = hook_stack.stack.redis.client()
-    with hook_stack.client(key) as client:
-        task_id = submit(client, body(steps=16, n=1))
+    with hook_stack.client(key) as api:
+        task_id = submit(api, body(steps=16, n=1))
         seen: list[tuple[str, int, int]] = []
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -26,7 +26,7 @@ def test_progress_rises_monotonically_to_100_while_a_task_runs(hook_stack: HookS
             if seen[-1][0] not in {"PENDING", "RUNNING"}:
                 break
             time.sleep(0.01)
-        final = wait_status(client, task_id, {"SUCCEEDED"})
+        final = wait_status(api, task_id, {"SUCCEEDED"})
     assert seen[-1] == ("SUCCEEDED", 100, 1)
     values = [progress for _, progress, _ in seen]
     assert values == sorted(values), "progress went back"

@@ -68,12 +68,10 @@ def test_readyz_flips_when_the_pools_workers_stop_and_queue_gauges_grow(
     assert _ready(lone_stack, "?exclude=workers").status_code == 200  # the gateway's own probe
 
     key = register_tenant(lone_stack.redis.url, "waiting")  # Redis may have restarted empty
-    with httpx.Client(
-        base_url=lone_stack.api, headers=lone_stack.headers(key), timeout=10
-    ) as client:
+    with httpx.Client(base_url=lone_stack.api, headers=lone_stack.headers(key), timeout=10) as api:
         submitted = time.monotonic()
-        submit(client, body("stable-diffusion-xl"))
-        submit(client, body("stable-diffusion-v1.5"))
+        submit(api, body("stable-diffusion-xl"))
+        submit(api, body("stable-diffusion-v1.5"))
     time.sleep(0.2)
     metrics = scrape(f"{lone_stack.base_url}/metrics")
     waited = time.monotonic() - submitted

@@ -60,16 +60,16 @@ def _assert_unavailable(answer: httpx.Response) -> None:
 
 def _snapshot(redis_server: RedisServer) -> dict[bytes, tuple[bytes, int]]:
     """Every key with its type and size: what a restart must give back."""
-    client = redis_server.client()
+    redis_client = redis_server.client()
     sizes = {
-        b"hash": client.hlen,
-        b"list": client.llen,
-        b"zset": client.zcard,
-        b"set": client.scard,
+        b"hash": redis_client.hlen,
+        b"list": redis_client.llen,
+        b"zset": redis_client.zcard,
+        b"set": redis_client.scard,
     }
     snapshot = {}
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
+    for key in redis_client.scan_iter(count=1000):
+        kind = redis_client.type(key)
         measure = sizes.get(kind)
         snapshot[key] = (kind, measure(key) if measure else 1)
     return snapshot
@@ -114,14 +114,14 @@ def test_a_hung_redis_gives_503_within_the_timeout_and_recovers(durable: Stack) 
 
 
 def test_a_full_redis_refuses_submits_whole_while_reads_and_cancels_work(durable: Stack) -> None:
-    client = durable.redis.client()
+    redis_client = durable.redis.client()
     with httpx.Client(base_url=durable.api, headers=durable.headers(), timeout=30) as http:
         task_id = submit(http, body())
         # A submit older than the rate log's minute: the next submit's script trims it first.
-        client.zadd(redis_keys.tenant_rate(DEV_TENANT), {"an-old-submit": 1})
+        redis_client.zadd(redis_keys.tenant_rate(DEV_TENANT), {"an-old-submit": 1})
         before = _snapshot(durable.redis)
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", "1")  # Redis refuses writes that could grow it
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.config_set("maxmemory", "1")  # Redis refuses writes that could grow it
         try:
             answer = http.post(SUBMIT, json=body())  # refused whole, trim or no trim
             _assert_unavailable(answer)
@@ -133,5 +133,5 @@ def test_a_full_redis_refuses_submits_whole_while_reads_and_cancels_work(durable
             assert http.post(f"/tasks/{task_id}/cancel").status_code == 200
             assert http.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
         finally:
-            client.config_set("maxmemory", "0")
+            redis_client.config_set("maxmemory", "0")
         assert http.post(SUBMIT, json=body()).status_code == 200

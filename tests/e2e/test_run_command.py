@@ -49,9 +49,9 @@ def test_run_starts_the_whole_stack_and_prints_how_to_call_it(
             base_url=base,
             headers={"Authorization": f"Bearer {key.group(1)}", "X-DashScope-Async": "enable"},
             timeout=10,
-        ) as client:
-            wait_until(lambda: _up(client), 60, "the gateway")
-            done = run_task(client, body("stable-diffusion-v1.5", steps=1), timeout=120)
+        ) as api:
+            wait_until(lambda: _up(api), 60, "the gateway")
+            done = run_task(api, body("stable-diffusion-v1.5", steps=1), timeout=120)
             assert done["output"]["task_status"] == "SUCCEEDED", done
             image = httpx.get(done["output"]["results"][0]["url"], timeout=10).content
             assert png_size(image) == (512, 512)
@@ -62,9 +62,9 @@ def test_run_starts_the_whole_stack_and_prints_how_to_call_it(
     assert not _answers(redis_url)  # the Redis it started stops with it
 
 
-def _up(client: httpx.Client) -> bool:
+def _up(api: httpx.Client) -> bool:
     try:
-        return client.get("/tasks").status_code == 200
+        return api.get("/tasks").status_code == 200
     except httpx.HTTPError:
         return False
 

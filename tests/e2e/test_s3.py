@@ -36,13 +36,13 @@ def tenant(s3_stack: Stack) -> Iterator[Callable[..., Tenant]]:
         return name, clients[-1]
 
     yield make
-    for client in clients:
-        client.close()
+    for api in clients:
+        api.close()
 
 
-def _run(client: httpx.Client, n: int = 1, timeout: float = 60) -> tuple[str, dict[str, Any]]:
-    task_id = submit(client, body(V15, n=n, steps=1))
-    return task_id, wait_status(client, task_id, FINAL, timeout)["output"]
+def _run(api: httpx.Client, n: int = 1, timeout: float = 60) -> tuple[str, dict[str, Any]]:
+    task_id = submit(api, body(V15, n=n, steps=1))
+    return task_id, wait_status(api, task_id, FINAL, timeout)["output"]
 
 
 def _prefix(tenant: str, task_id: str, output: dict[str, Any]) -> str:
@@ -59,8 +59,8 @@ def _worker_retried(stack: Stack, task_id: str, error: str = "") -> bool:
 def test_images_are_objects_under_tenant_day_task_and_presigned_urls_download_them(
     s3_stack: Stack, moto: MotoServer, tenant: Callable[..., Tenant]
 ) -> None:
-    name, client = tenant()
-    task_id, output = _run(client, n=2)
+    name, api = tenant()
+    task_id, output = _run(api, n=2)
     assert output["task_status"] == "SUCCEEDED", output
     prefix = _prefix(name, task_id, output)
     assert moto.keys(prefix) == [f"{prefix}0.png", f"{prefix}1.png"]
@@ -83,8 +83,8 @@ def test_images_are_objects_under_tenant_day_task_and_presigned_urls_download_th
 def test_presigned_urls_expire_when_the_record_does(
     s3_stack: Stack, tenant: Callable[..., Tenant]
 ) -> None:
-    _, client = tenant()
-    _, output = _run(client)
+    _, api = tenant()
+    _, output = _run(api)
     end = datetime.strptime(output["end_time"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
     query = parse_qs(urlsplit(output["results"][0]["url"]).query)
     signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -103,19 +103,19 @@ def test_tenant_prefixes_never_cross(
     assert first_output["task_status"] == second_output["task_status"] == "SUCCEEDED"
     assert moto.keys(f"{first}/") == [f"{_prefix(first, first_task, first_output)}0.png"]
     assert moto.keys(f"{second}/") == [f"{_prefix(second, second_task, second_output)}0.png"]
-    for client, other in [(first_client, second_task), (second_client, first_task)]:
-        seen = client.get(f"/tasks/{other}").json()["output"]
+    for api, other in [(first_client, second_task), (second_client, first_task)]:
+        seen = api.get(f"/tasks/{other}").json()["output"]
         assert seen == {"task_id": other, "task_status": "UNKNOWN"}
-        listed = client.get("/tasks").json()["data"]
+        listed = api.get("/tasks").json()["data"]
         assert other not in {item["task_id"] for item in listed}
 
 
 def test_storage_down_past_the_retry_budget_fails_the_task_cleanly(
     s3_stack: Stack, moto: MotoServer, tenant: Callable[..., Tenant]
 ) -> None:
-    _, client = tenant()
+    _, api = tenant()
     moto.stop()
-    task_id, output = _run(client, n=2)
+    task_id, output = _run(api, n=2)
     assert output["task_status"] == "FAILED"
     assert output["code"] == "InternalError.Storage"
     assert "could not be stored" in output["message"]
@@ -127,12 +127,12 @@ def test_storage_down_past_the_retry_budget_fails_the_task_cleanly(
 def test_storage_restarted_within_the_retry_budget_the_task_succeeds(
     s3_stack: Stack, moto: MotoServer, tenant: Callable[..., Tenant]
 ) -> None:
-    name, client = tenant()
+    name, api = tenant()
     moto.stop()
-    task_id = submit(client, body(V15, n=2, steps=1))
+    task_id = submit(api, body(V15, n=2, steps=1))
     wait_until(lambda: _worker_retried(s3_stack, task_id), 60, "a failed upload attempt")
     moto.restart()  # empty again: the bucket is made anew, as after a store's data loss
-    output = wait_status(client, task_id, FINAL, 60)["output"]
+    output = wait_status(api, task_id, FINAL, 60)["output"]
     assert output["task_status"] == "SUCCEEDED", output
     prefix = _prefix(name, task_id, output)
     assert moto.keys(prefix) == [f"{prefix}0.png", f"{prefix}1.png"]
@@ -142,12 +142,12 @@ def test_storage_restarted_within_the_retry_budget_the_task_succeeds(
 def test_hanging_storage_times_out_and_the_retried_upload_succeeds(
     s3_stack: Stack, moto: MotoServer, tenant: Callable[..., Tenant]
 ) -> None:
-    name, client = tenant()
+    name, api = tenant()
     moto.freeze()
-    task_id = submit(client, body(V15, steps=1))
+    task_id = submit(api, body(V15, steps=1))
     wait_until(lambda: _worker_retried(s3_stack, task_id, "timeout"), 60, "an upload timeout")
     moto.thaw()
-    output = wait_status(client, task_id, FINAL, 60)["output"]
+    output = wait_status(api, task_id, FINAL, 60)["output"]
     assert output["task_status"] == "SUCCEEDED", output
     assert moto.keys(_prefix(name, task_id, output)) != []
 

@@ -34,9 +34,9 @@ def test_twenty_concurrent_duplicates_on_two_gateways_make_one_task_and_use_one_
     headers = _headers(key, **{"Idempotency-Key": f"order-{uuid.uuid4()}"})
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60) as api:
             sends = [
-                client.post(gateways.api(i % 2) + SUBMIT, json=body(V15), headers=headers)
+                api.post(gateways.api(i % 2) + SUBMIT, json=body(V15), headers=headers)
                 for i in range(20)
             ]
             return list(await asyncio.gather(*sends))
@@ -51,17 +51,13 @@ def test_twenty_concurrent_duplicates_on_two_gateways_make_one_task_and_use_one_
 
 def test_a_key_reused_for_another_request_or_malformed_is_refused(gateways: Gateways) -> None:
     key = _tenant(gateways)
-    with httpx.Client(base_url=gateways.api(0), timeout=30) as client:
-        first = client.post(
-            SUBMIT, json=body(V15), headers=_headers(key, **{"Idempotency-Key": "k"})
-        )
-        other = client.post(
+    with httpx.Client(base_url=gateways.api(0), timeout=30) as api:
+        first = api.post(SUBMIT, json=body(V15), headers=_headers(key, **{"Idempotency-Key": "k"}))
+        other = api.post(
             SUBMIT, json=body(V15, n=2), headers=_headers(key, **{"Idempotency-Key": "k"})
         )
-        bad = client.post(
-            SUBMIT, json=body(V15), headers=_headers(key, **{"Idempotency-Key": "a b"})
-        )
-        odd = client.post(SUBMIT, json=body(V15, priority="urgent"), headers=_headers(key))
+        bad = api.post(SUBMIT, json=body(V15), headers=_headers(key, **{"Idempotency-Key": "a b"}))
+        odd = api.post(SUBMIT, json=body(V15, priority="urgent"), headers=_headers(key))
     assert first.status_code == 200
     assert other.status_code == 409 and other.json()["code"] == "InvalidParameter"
     assert first.json()["output"]["task_id"] in other.json()["message"]
@@ -70,17 +66,17 @@ def test_a_key_reused_for_another_request_or_malformed_is_refused(gateways: Gate
     assert odd.status_code == 400 and "'interactive', 'normal', 'batch'" in odd.json()["message"]
 
 
-def test_a_resubmit_after_the_task_ended_answers_the_same_task(client: httpx.Client) -> None:
+def test_a_resubmit_after_the_task_ended_answers_the_same_task(api: httpx.Client) -> None:
     headers = {"Idempotency-Key": str(uuid.uuid4())}
-    first = client.post(SUBMIT, json=body(V15, steps=1), headers=headers).json()
+    first = api.post(SUBMIT, json=body(V15, steps=1), headers=headers).json()
     task_id = first["output"]["task_id"]
-    assert wait_status(client, task_id, FINAL)["output"]["task_status"] == "SUCCEEDED"
-    again = client.post(SUBMIT, json=body(V15, steps=1), headers=headers)
+    assert wait_status(api, task_id, FINAL)["output"]["task_status"] == "SUCCEEDED"
+    again = api.post(SUBMIT, json=body(V15, steps=1), headers=headers)
     assert again.json()["output"] == first["output"]
 
 
-def _started(client: httpx.Client, task_id: str) -> datetime:
-    done = wait_status(client, task_id, FINAL)["output"]
+def _started(api: httpx.Client, task_id: str) -> datetime:
+    done = wait_status(api, task_id, FINAL)["output"]
     assert done["task_status"] == "SUCCEEDED"
     return datetime.strptime(done["scheduled_time"], "%Y-%m-%d %H:%M:%S.%f")
 
@@ -89,16 +85,16 @@ def test_an_interactive_task_overtakes_its_tenants_queued_batch_tasks(
     stack: Stack, new_tenant: Callable[..., str]
 ) -> None:
     headers = stack.headers(new_tenant())
-    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
         batch = [
-            client.post(
+            api.post(
                 SUBMIT, json=body(V15, steps=2), headers={"X-Synthgate-Priority": "batch"}
             ).json()["output"]["task_id"]
             for _ in range(7)
         ]
-        urgent = client.post(SUBMIT, json=body(V15, steps=2, priority="interactive"))
-        urgent_start = _started(client, urgent.json()["output"]["task_id"])
-        batch_starts = [_started(client, task_id) for task_id in batch]
+        urgent = api.post(SUBMIT, json=body(V15, steps=2, priority="interactive"))
+        urgent_start = _started(api, urgent.json()["output"]["task_id"])
+        batch_starts = [_started(api, task_id) for task_id in batch]
     before = sum(start < urgent_start for start in batch_starts)
     # At most the running task and the feed depth (2) were ahead of it, plus one more the
     # worker may have taken while the submits went out: never the 7 it was queued behind.

@@ -30,10 +30,10 @@ class Stream:
         return [data for event, data in self.events if event == name]
 
 
-def read_events(client: httpx.Client, task_id: str, timeout: float = 120) -> Stream:
+def read_events(api: httpx.Client, task_id: str, timeout: float = 120) -> Stream:
     """Follow a task's event stream until the gateway ends it."""
     stream, started, event = Stream(), time.monotonic(), ""
-    with client.stream("GET", f"/tasks/{task_id}/events", timeout=timeout) as answer:
+    with api.stream("GET", f"/tasks/{task_id}/events", timeout=timeout) as answer:
         assert answer.status_code == 200, answer.read()
         assert answer.headers["content-type"].startswith("text/event-stream")
         for line in answer.iter_lines():
@@ -48,10 +48,10 @@ def read_events(client: httpx.Client, task_id: str, timeout: float = 120) -> Str
 
 
 def test_a_stream_follows_its_task_to_the_end_with_rising_progress(
-    client: httpx.Client,
+    api: httpx.Client,
 ) -> None:
-    task_id = submit(client, body(V15, steps=150, n=2))
-    bodies = read_events(client, task_id).bodies()
+    task_id = submit(api, body(V15, steps=150, n=2))
+    bodies = read_events(api, task_id).bodies()
     outputs = [b["output"] for b in bodies]
     statuses = [o["task_status"] for o in outputs]
     assert statuses[-1] == "SUCCEEDED" and "RUNNING" in statuses
@@ -61,17 +61,17 @@ def test_a_stream_follows_its_task_to_the_end_with_rising_progress(
     done = [o["images_done"] for o in outputs if "images_done" in o]
     assert done == sorted(done) and done[-1] == 2
     assert len(set(map(orjson.dumps, outputs))) == len(outputs)  # an event per change only
-    fetched = client.get(f"/tasks/{task_id}").json()
+    fetched = api.get(f"/tasks/{task_id}").json()
     assert {**bodies[-1], "request_id": ""} == {**fetched, "request_id": ""}
     assert all(b["request_id"] == bodies[0]["request_id"] for b in bodies)
 
 
 def test_an_unknown_or_foreign_task_gets_one_unknown_event(
-    stack: Stack, client: httpx.Client, new_tenant: Callable[[], str]
+    stack: Stack, api: httpx.Client, new_tenant: Callable[[], str]
 ) -> None:
-    task_id = submit(client, body(V15, steps=1))
+    task_id = submit(api, body(V15, steps=1))
     with httpx.Client(base_url=stack.api, headers=stack.headers(new_tenant())) as other:
-        for stream in (read_events(other, task_id), read_events(client, "no-such-task")):
+        for stream in (read_events(other, task_id), read_events(api, "no-such-task")):
             (only,) = stream.events
             assert only[0] == "status" and only[1]["output"]["task_status"] == "UNKNOWN"
 
@@ -86,9 +86,9 @@ def test_an_idle_stream_sends_heartbeats_and_ends_at_its_lifetime(
 ) -> None:
     key = register_tenant(idle_gateway.redis.url, "idle-" + secrets.token_hex(4))
     headers = {"Authorization": f"Bearer {key}", "X-DashScope-Async": "enable"}
-    with httpx.Client(base_url=idle_gateway.api(0), headers=headers, timeout=30) as client:
-        task_id = submit(client, body(V15, steps=1))
-        stream = read_events(client, task_id)
+    with httpx.Client(base_url=idle_gateway.api(0), headers=headers, timeout=30) as api:
+        task_id = submit(api, body(V15, steps=1))
+        stream = read_events(api, task_id)
     (only,) = stream.events  # nothing changed: one event, then comments only
     assert only[1]["output"]["task_status"] == "PENDING"
     assert stream.comments >= 3

@@ -25,9 +25,9 @@ def test_slots_and_unmade_images_come_back_after_a_real_success_and_failure(
     assert done["output"]["task_status"] == "SUCCEEDED"
     failed = run_task(up, body("stable-diffusion-xl", prompt="sim:fail-task", n=3))  # upstream
     assert failed["output"]["task_status"] == "FAILED"
-    client = stack.redis.client()
-    assert client.zcard(redis_keys.tenant_active(name)) == 0
-    usage = client.hgetall(redis_keys.tenant_usage(name, utc_day(now_ms())))
+    redis_client = stack.redis.client()
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
+    usage = redis_client.hgetall(redis_keys.tenant_usage(name, utc_day(now_ms())))
     assert int(usage[b"images"]) == 2  # billed: the two images made; the failed 3 came back
     assert int(usage[b"tasks_succeeded"]) == int(usage[b"tasks_failed"]) == 1
     # The one slot and 3 of the 5 images are free again: exactly one more n=3 task fits.

@@ -17,18 +17,20 @@ XL = "stable-diffusion-xl"
 
 
 @pytest.fixture
-def up(upstream: Stack) -> Iterator[httpx.Client]:
+def api(upstream: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=upstream.api, headers=upstream.headers(), timeout=30) as http:
         yield http
 
 
-def _finish_all(client: httpx.Client, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ids = [submit(client, payload) for payload in payloads]
-    return [wait_status(client, task_id, FINAL, timeout=60)["output"] for task_id in ids]
+def _finish_all(api: httpx.Client, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [submit(api, payload) for payload in payloads]
+    return [wait_status(api, task_id, FINAL, timeout=60)["output"] for task_id in ids]
 
 
-def test_upstream_success_copies_images_into_our_storage(upstream: Stack, up: httpx.Client) -> None:
-    done = wait_status(up, submit(up, body(XL, size="768*512", n=2, seed=5)), FINAL)
+def test_upstream_success_copies_images_into_our_storage(
+    upstream: Stack, api: httpx.Client
+) -> None:
+    done = wait_status(api, submit(api, body(XL, size="768*512", n=2, seed=5)), FINAL)
     output = done["output"]
     assert output["task_status"] == "SUCCEEDED", output
     assert output["task_metrics"] == {"TOTAL": 2, "SUCCEEDED": 2, "FAILED": 0}
@@ -41,16 +43,16 @@ def test_upstream_success_copies_images_into_our_storage(upstream: Stack, up: ht
     assert images[0] != images[1]  # seed and seed+1 went upstream
 
 
-def test_partial_failure_keeps_the_good_images(up: httpx.Client) -> None:
-    [output] = _finish_all(up, [body(XL, prompt="a cat sim:fail-image=1", n=3)])
+def test_partial_failure_keeps_the_good_images(api: httpx.Client) -> None:
+    [output] = _finish_all(api, [body(XL, prompt="a cat sim:fail-image=1", n=3)])
     assert output["task_status"] == "SUCCEEDED"
     assert output["task_metrics"] == {"TOTAL": 3, "SUCCEEDED": 2, "FAILED": 1}
     assert output["results"][1]["code"] == "InternalError.Timeout"
     assert "url" in output["results"][0] and "url" in output["results"][2]
 
 
-def test_upstream_failed_task_fails_with_its_code_and_message(up: httpx.Client) -> None:
-    [output] = _finish_all(up, [body(XL, prompt="a cat sim:fail-task", n=2)])
+def test_upstream_failed_task_fails_with_its_code_and_message(api: httpx.Client) -> None:
+    [output] = _finish_all(api, [body(XL, prompt="a cat sim:fail-task", n=2)])
     assert output["task_status"] == "FAILED"
     assert output["code"] == "InternalError.Algo"
     assert output["message"] == "Simulated task failure."
@@ -67,11 +69,11 @@ def test_upstream_failed_task_fails_with_its_code_and_message(up: httpx.Client) 
     ids=["429-storm", "5xx", "malformed-json"],
 )
 def test_transient_upstream_faults_are_retried_to_success(
-    up: httpx.Client, simulator: SimulatorProcess, faults: dict[str, float]
+    api: httpx.Client, simulator: SimulatorProcess, faults: dict[str, float]
 ) -> None:
     before = simulator.stats()["requests"]
     simulator.configure(**faults)
-    outputs = _finish_all(up, [body(XL, n=1, seed=i) for i in range(8)])
+    outputs = _finish_all(api, [body(XL, n=1, seed=i) for i in range(8)])
     assert [o["task_status"] for o in outputs] == ["SUCCEEDED"] * 8
     after = simulator.stats()["requests"]
     injected = sum(after.get(k, 0) - before.get(k, 0) for k in after if k.startswith("fault."))
@@ -79,25 +81,25 @@ def test_transient_upstream_faults_are_retried_to_success(
 
 
 def test_a_hanging_poll_times_out_and_is_retried(
-    up: httpx.Client, simulator: SimulatorProcess
+    api: httpx.Client, simulator: SimulatorProcess
 ) -> None:
     hangs = simulator.stats()["requests"].get("fault.hang", 0)
-    [output] = _finish_all(up, [body(XL, prompt="a cat sim:hang-polls=1")])
+    [output] = _finish_all(api, [body(XL, prompt="a cat sim:hang-polls=1")])
     assert output["task_status"] == "SUCCEEDED"
     assert simulator.stats()["requests"]["fault.hang"] == hangs + 1
 
 
 def test_an_upstream_that_keeps_hanging_fails_at_the_deadline_not_never(
-    up: httpx.Client,
+    api: httpx.Client,
 ) -> None:
     # 2 s per hung request, an 8 s deadline: the task must end FAILED, not stay RUNNING.
-    [output] = _finish_all(up, [body(XL, prompt="a cat sim:hang-polls=20")])
+    [output] = _finish_all(api, [body(XL, prompt="a cat sim:hang-polls=20")])
     assert output["task_status"] == "FAILED"
     assert output["code"] == "InternalError.Timeout"
 
 
-def test_an_upstream_that_never_finishes_fails_at_the_deadline(up: httpx.Client) -> None:
-    [output] = _finish_all(up, [body(XL, prompt="a cat sim:never")])
+def test_an_upstream_that_never_finishes_fails_at_the_deadline(api: httpx.Client) -> None:
+    [output] = _finish_all(api, [body(XL, prompt="a cat sim:never")])
     assert output["task_status"] == "FAILED"
     assert output["code"] == "InternalError.Timeout"
     assert "deadline" in output["message"]
@@ -112,34 +114,34 @@ def test_an_upstream_that_never_finishes_fails_at_the_deadline(up: httpx.Client)
     ],
 )
 def test_bad_result_urls_become_failed_images_not_lost_tasks(
-    up: httpx.Client, directive: str, code: str
+    api: httpx.Client, directive: str, code: str
 ) -> None:
-    [output] = _finish_all(up, [body(XL, prompt=f"a cat {directive}", n=2)])
+    [output] = _finish_all(api, [body(XL, prompt=f"a cat {directive}", n=2)])
     assert output["task_status"] == "FAILED"
     assert output["code"] == code
     assert output["task_metrics"] == {"TOTAL": 2, "SUCCEEDED": 0, "FAILED": 2}
 
 
 def test_rejected_service_key_fails_tasks_without_revealing_it(
-    upstream: Stack, up: httpx.Client, simulator: SimulatorProcess
+    upstream: Stack, api: httpx.Client, simulator: SimulatorProcess
 ) -> None:
     simulator.configure(api_key="sk-some-other-key")
-    [output] = _finish_all(up, [body(XL)])
+    [output] = _finish_all(api, [body(XL)])
     assert output["task_status"] == "FAILED"
     assert output["code"] == "InternalError.Upstream"
     assert UPSTREAM_KEY not in str(output)
 
 
-def test_the_upstream_key_never_reaches_logs_or_records(upstream: Stack, up: httpx.Client) -> None:
-    _finish_all(up, [body(XL, prompt="a cat sim:fail-task"), body(XL)])
+def test_the_upstream_key_never_reaches_logs_or_records(upstream: Stack, api: httpx.Client) -> None:
+    _finish_all(api, [body(XL, prompt="a cat sim:fail-task"), body(XL)])
     assert UPSTREAM_KEY not in upstream.logs()
-    client = upstream.redis.client()
-    for key in client.scan_iter(match="synthgate:task:*"):
-        assert UPSTREAM_KEY.encode() not in b"".join(client.hgetall(key).values())
+    redis_client = upstream.redis.client()
+    for key in redis_client.scan_iter(match="synthgate:task:*"):
+        assert UPSTREAM_KEY.encode() not in b"".join(redis_client.hgetall(key).values())
 
 
 def test_the_worker_keeps_its_in_flight_limit_at_the_upstream(
-    up: httpx.Client, simulator: SimulatorProcess
+    api: httpx.Client, simulator: SimulatorProcess
 ) -> None:
     # The stack's worker runs up to 32 upstream tasks at once; a task's slot frees when
     # the upstream has finished it, while its images are still being copied.
@@ -155,7 +157,7 @@ def test_the_worker_keeps_its_in_flight_limit_at_the_upstream(
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        outputs = _finish_all(up, [body(XL, prompt="a cat sim:latency=0.5")] * 80)
+        outputs = _finish_all(api, [body(XL, prompt="a cat sim:latency=0.5")] * 80)
     finally:
         done.set()
         sampler.join()

@@ -58,7 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, simulator: SimulatorProcess)
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[httpx.Client]:
+def api(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30) as http:
         yield http
 
@@ -76,25 +76,25 @@ def _submits(simulator: SimulatorProcess) -> int:
 
 def _wait_upstream_submitted(stack: Stack, task_id: str) -> None:
     def submitted() -> bool:
-        client = stack.redis.client()
+        redis_client = stack.redis.client()
         try:
-            return bool(client.hget(redis_keys.task(task_id), "upstream_task_id"))
+            return bool(redis_client.hget(redis_keys.task(task_id), "upstream_task_id"))
         finally:
-            client.close()
+            redis_client.close()
 
     wait_until(submitted, 30, f"task {task_id} submitted upstream")
 
 
 def test_a_killed_upstream_worker_s_task_resumes_on_another_and_is_paid_once(
-    stack: Stack, client: httpx.Client, simulator: SimulatorProcess, revive: None
+    stack: Stack, api: httpx.Client, simulator: SimulatorProcess, revive: None
 ) -> None:
     before = _submits(simulator)
-    task_id = submit(client, body(prompt="a fox sim:latency=4", n=2))
+    task_id = submit(api, body(prompt="a fox sim:latency=4", n=2))
     worker = wait_running_on_a_worker(stack, task_id)
     _wait_upstream_submitted(stack, task_id)
     worker.kill()
 
-    output = wait_status(client, task_id, FINAL, timeout=60)["output"]
+    output = wait_status(api, task_id, FINAL, timeout=60)["output"]
     assert output["task_status"] == "SUCCEEDED", output
     assert output["task_metrics"] == {"TOTAL": 2, "SUCCEEDED": 2, "FAILED": 0}
     assert finished_attempt(stack, task_id) == 2
@@ -102,32 +102,32 @@ def test_a_killed_upstream_worker_s_task_resumes_on_another_and_is_paid_once(
 
 
 def test_sigterm_lets_upstream_tasks_in_flight_finish(
-    stack: Stack, client: httpx.Client, revive: None
+    stack: Stack, api: httpx.Client, revive: None
 ) -> None:
     # A model of its own: the workers poll a model first when its tasks usually end, and
     # the other tests' tasks of v1.5 take seconds.
-    task_id = submit(client, body(model="stable-diffusion-xl", prompt="a hare sim:latency=0.5"))
+    task_id = submit(api, body(model="stable-diffusion-xl", prompt="a hare sim:latency=0.5"))
     worker = wait_running_on_a_worker(stack, task_id)
     process = worker.process
     assert process is not None
     worker.stop()  # SIGTERM; waits for the process to exit
     assert process.returncode == 0
-    output = wait_status(client, task_id, FINAL, timeout=30)["output"]
+    output = wait_status(api, task_id, FINAL, timeout=30)["output"]
     assert output["task_status"] == "SUCCEEDED"
     assert finished_attempt(stack, task_id) == 1  # finished by the worker it ran on
 
 
 def test_sigterm_hands_back_what_outlasts_the_grace_period(
-    stack: Stack, client: httpx.Client, simulator: SimulatorProcess, revive: None
+    stack: Stack, api: httpx.Client, simulator: SimulatorProcess, revive: None
 ) -> None:
     before = _submits(simulator)
-    task_id = submit(client, body(prompt="a lynx sim:latency=6"))
+    task_id = submit(api, body(prompt="a lynx sim:latency=6"))
     worker = wait_running_on_a_worker(stack, task_id)
     _wait_upstream_submitted(stack, task_id)
     worker.stop()
     assert "1 tasks handed back" in worker.log_text()
 
-    output = wait_status(client, task_id, FINAL, timeout=60)["output"]
+    output = wait_status(api, task_id, FINAL, timeout=60)["output"]
     assert output["task_status"] == "SUCCEEDED"
     assert finished_attempt(stack, task_id) == 2
     assert _submits(simulator) - before == 1
@@ -142,9 +142,9 @@ def test_upstream_workers_deliver_webhooks(stack: Stack) -> None:
     key = created.json()["key"]["api_key"]
     with (
         running_receiver() as receiver,
-        httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as client,
+        httpx.Client(base_url=stack.api, headers=stack.headers(key), timeout=30) as api,
     ):
-        task_id = submit(client, body(prompt="an owl", callback_url=receiver.url("/up")))
+        task_id = submit(api, body(prompt="an owl", callback_url=receiver.url("/up")))
         [received] = receiver.take("/up", 1)
         assert json.loads(received.body)["output"]["task_id"] == task_id
         assert json.loads(received.body)["output"]["task_status"] == "SUCCEEDED"

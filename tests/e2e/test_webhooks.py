@@ -34,9 +34,9 @@ def _output_without_log(data: dict[str, Any]) -> dict[str, Any]:
 
 def test_webhook_posts_the_fetch_body_signed_with_the_tenant_secret(hook_stack: HookStack) -> None:
     _, key, secret = hook_stack.tenant(callback_hosts=LOCAL)
-    with hook_stack.client(key) as client:
+    with hook_stack.client(key) as api:
         headers = {"X-Synthgate-Callback": hook_stack.receiver.url("/signed")}
-        answer = client.post(SUBMIT, json=body(steps=2, n=2), headers=headers)
+        answer = api.post(SUBMIT, json=body(steps=2, n=2), headers=headers)
         assert answer.status_code == 200, answer.text
         task_id = answer.json()["output"]["task_id"]
         [received] = hook_stack.receiver.take("/signed", 1)
@@ -44,18 +44,18 @@ def test_webhook_posts_the_fetch_body_signed_with_the_tenant_secret(hook_stack: 
         assert not _valid(secret, Received(received.path, received.headers, received.body + b" "))
         assert received.headers["x-synthgate-task-id"] == task_id
         sent = orjson.loads(received.body)
-        fetched = wait_status(client, task_id, {"SUCCEEDED"})
+        fetched = wait_status(api, task_id, {"SUCCEEDED"})
         assert sent["output"]["task_status"] == "SUCCEEDED"
         assert sent["output"] == _output_without_log(fetched)
         assert sent["usage"] == {"image_count": 2} and sent["request_id"]
         for image in sent["output"]["results"]:
-            assert client.get(image["url"]).status_code == 200
+            assert api.get(image["url"]).status_code == 200
         wait_until(
-            lambda: len(client.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]) == 1,
+            lambda: len(api.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]) == 1,
             10,
             "the attempt in the record",
         )
-        [attempt] = client.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]
+        [attempt] = api.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]
         assert attempt["status_code"] == 200 and attempt["at"].startswith("20")
 
 
@@ -64,14 +64,14 @@ def test_webhook_is_retried_after_a_500_and_every_attempt_is_in_the_record(
 ) -> None:
     _, key, secret = hook_stack.tenant(callback_hosts=LOCAL)
     hook_stack.receiver.fail("/retry", 500)
-    with hook_stack.client(key) as client:
-        task_id = submit(client, body(steps=1, callback_url=hook_stack.receiver.url("/retry")))
+    with hook_stack.client(key) as api:
+        task_id = submit(api, body(steps=1, callback_url=hook_stack.receiver.url("/retry")))
         first, second = hook_stack.receiver.take("/retry", 2)
         assert _valid(secret, first) and _valid(secret, second)
         assert orjson.loads(first.body)["output"] == orjson.loads(second.body)["output"]
 
         def attempts() -> list[dict[str, Any]]:
-            data = client.get(f"/tasks/{task_id}").json()
+            data = api.get(f"/tasks/{task_id}").json()
             return list(data["output"].get("webhook_attempts", []))
 
         wait_until(lambda: len(attempts()) == 2, 10, "two attempts in the record")
@@ -83,8 +83,8 @@ def test_a_webhook_that_keeps_failing_stops_after_the_configured_attempts(
 ) -> None:
     _, key, _ = hook_stack.tenant(callback_hosts=LOCAL)
     hook_stack.receiver.fail("/down", 503, 503, 503)
-    with hook_stack.client(key) as client:
-        task_id = submit(client, body(steps=1, callback_url=hook_stack.receiver.url("/down")))
+    with hook_stack.client(key) as api:
+        task_id = submit(api, body(steps=1, callback_url=hook_stack.receiver.url("/down")))
         assert len(hook_stack.receiver.take("/down", 3)) == 3
         redis = hook_stack.stack.redis.client()
         wait_until(
@@ -92,7 +92,7 @@ def test_a_webhook_that_keeps_failing_stops_after_the_configured_attempts(
             10,
             "the delivery to leave the due set",
         )
-        shown = client.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]
+        shown = api.get(f"/tasks/{task_id}").json()["output"]["webhook_attempts"]
         assert [a["status_code"] for a in shown] == [503, 503, 503]
     assert len(hook_stack.receiver.take("/down", 4, timeout=1.5)) == 3  # SYNTHGATE_WEBHOOK_ATTEMPTS
 
@@ -102,8 +102,8 @@ def test_the_tenant_webhook_url_gets_tasks_without_a_callback_even_canceled_ones
 ) -> None:
     url = hook_stack.receiver.url("/tenant-wide")
     name, key, secret = hook_stack.tenant(webhook_url=url, callback_hosts=LOCAL)
-    with hook_stack.client(key) as client:
-        done = submit(client, body(steps=1))
+    with hook_stack.client(key) as api:
+        done = submit(api, body(steps=1))
         job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
         waiting = submit_direct(hook_stack.stack.redis.url, key, job, "test.nobody")
         assert [s.value for s in cancel_many(hook_stack.stack.redis.url, name, [waiting])] == [
@@ -125,8 +125,8 @@ def test_a_new_webhook_secret_signs_the_next_deliveries(hook_stack: HookStack) -
     assert answer.status_code == 201, answer.text
     new = answer.json()["webhook_secret"]
     assert new != old and new.startswith("whsec_")
-    with hook_stack.client(key) as client:
-        submit(client, body(steps=1, callback_url=hook_stack.receiver.url("/rotated")))
+    with hook_stack.client(key) as api:
+        submit(api, body(steps=1, callback_url=hook_stack.receiver.url("/rotated")))
         [received] = hook_stack.receiver.take("/rotated", 1)
     assert _valid(new, received) and not _valid(old, received)
 
@@ -138,12 +138,12 @@ def test_a_tenant_webhook_to_a_private_address_is_refused_at_delivery_and_not_re
     port = hook_stack.receiver.server.server_address[1]
     url = f"http://localhost:{port}/private"
     _, key, _ = hook_stack.tenant(webhook_url=url)
-    with hook_stack.client(key) as client:
-        task_id = submit(client, body(steps=1))
-        wait_status(client, task_id, FINAL)
+    with hook_stack.client(key) as api:
+        task_id = submit(api, body(steps=1))
+        wait_status(api, task_id, FINAL)
 
         def attempts() -> list[dict[str, Any]]:
-            data = client.get(f"/tasks/{task_id}").json()
+            data = api.get(f"/tasks/{task_id}").json()
             return list(data["output"].get("webhook_attempts", []))
 
         wait_until(lambda: len(attempts()) == 1, 10, "the refused attempt")
@@ -166,16 +166,16 @@ def test_refused_callbacks_get_a_dashscope_400_at_submit(hook_stack: HookStack) 
     ]
     for hosts, url, message in cases:
         _, key, _ = hook_stack.tenant(callback_hosts=hosts)
-        with hook_stack.client(key) as client:
+        with hook_stack.client(key) as api:
             for extra in ({"headers": {"X-Synthgate-Callback": url}}, {}):
                 payload = body(steps=1) if extra else body(steps=1, callback_url=url)
-                answer = client.post(SUBMIT, json=payload, **extra)  # type: ignore[arg-type]
+                answer = api.post(SUBMIT, json=payload, **extra)  # type: ignore[arg-type]
                 assert answer.status_code == 400, (url, answer.text)
                 error = answer.json()
                 assert error["code"] == "InvalidParameter" and error["request_id"], error
                 assert message in error["message"], (url, error)
-            assert client.get("/tasks").json()["total"] == 0  # nothing was queued
+            assert api.get("/tasks").json()["total"] == 0  # nothing was queued
     _, key, _ = hook_stack.tenant(callback_hosts=LOCAL)
-    with hook_stack.client(key) as client:
-        answer = client.post(SUBMIT, json=body(callback_url=42))
+    with hook_stack.client(key) as api:
+        answer = api.post(SUBMIT, json=body(callback_url=42))
     assert answer.status_code == 400 and "callback_url" in answer.json()["message"]

@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demo_weights_dir: Path) -> I
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[httpx.Client]:
+def api(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30) as http:
         yield http
 
@@ -47,11 +47,11 @@ def revive(stack: Stack) -> Iterator[None]:
 
 
 def _record(stack: Stack, task_id: str, *fields: str) -> list[str | None]:
-    client = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        values = client.hmget(redis_keys.task(task_id), list(fields))
+        values = redis_client.hmget(redis_keys.task(task_id), list(fields))
     finally:
-        client.close()
+        redis_client.close()
     return [v.decode() if v is not None else None for v in values]
 
 
@@ -60,15 +60,15 @@ def _stored(stack: Stack, task_id: str) -> list[str]:
 
 
 def test_a_task_whose_worker_is_killed_is_finished_by_another_within_60s(
-    stack: Stack, client: httpx.Client, revive: None
+    stack: Stack, api: httpx.Client, revive: None
 ) -> None:
-    task_id = submit(client, body(steps=60, n=4, seed=11))
+    task_id = submit(api, body(steps=60, n=4, seed=11))
     worker = wait_running_on_a_worker(stack, task_id)
     time.sleep(0.5)  # well into the pipeline call
     killed = time.time()
     worker.kill()
 
-    data = wait_status(client, task_id, FINAL, timeout=90)
+    data = wait_status(api, task_id, FINAL, timeout=90)
     output = data["output"]
     assert output["task_status"] == "SUCCEEDED", output
     assert output["task_metrics"] == {"TOTAL": 4, "SUCCEEDED": 4, "FAILED": 0}
@@ -81,35 +81,35 @@ def test_a_task_whose_worker_is_killed_is_finished_by_another_within_60s(
 
 
 def test_a_poison_task_fails_after_max_attempts_while_the_others_finish(
-    stack: Stack, client: httpx.Client, revive: None
+    stack: Stack, api: httpx.Client, revive: None
 ) -> None:
-    poison = submit(client, body(prompt=f"a cat {CRASH}", steps=2))
-    others = [submit(client, body(prompt=f"a dog {i}", steps=4, seed=i)) for i in range(4)]
+    poison = submit(api, body(prompt=f"a cat {CRASH}", steps=2))
+    others = [submit(api, body(prompt=f"a dog {i}", steps=4, seed=i)) for i in range(4)]
 
-    output = wait_status(client, poison, FINAL, timeout=120)["output"]
+    output = wait_status(api, poison, FINAL, timeout=120)["output"]
     assert output["task_status"] == "FAILED"
     assert output["code"] == POISON_CODE
     assert "3 times" in output["message"]
     for task_id in others:
-        assert wait_status(client, task_id, FINAL, timeout=120)["output"]["task_status"] == (
+        assert wait_status(api, task_id, FINAL, timeout=120)["output"]["task_status"] == (
             "SUCCEEDED"
         )
-    client_ = stack.redis.client()
+    redis_client = stack.redis.client()
     try:
-        assert client_.zcard(redis_keys.leases("gpu.sd15")) == 0
+        assert redis_client.zcard(redis_keys.leases("gpu.sd15")) == 0
     finally:
-        client_.close()
+        redis_client.close()
 
 
 def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(
-    stack: Stack, client: httpx.Client, revive: None
+    stack: Stack, api: httpx.Client, revive: None
 ) -> None:
-    task_id = submit(client, body(steps=60, n=2, seed=5))
+    task_id = submit(api, body(steps=60, n=2, seed=5))
     worker = wait_running_on_a_worker(stack, task_id)
     process = worker.process
     assert process is not None
     worker.stop()  # SIGTERM: Celery's warm shutdown; waits for the process to exit
     assert process.returncode == 0
-    output = wait_status(client, task_id, FINAL, timeout=30)["output"]
+    output = wait_status(api, task_id, FINAL, timeout=30)["output"]
     assert output["task_status"] == "SUCCEEDED"
     assert finished_attempt(stack, task_id) == 1  # finished by the worker it ran on

@@ -74,12 +74,12 @@ def tenant(new_tenant: Callable[..., str], stack: Stack) -> tuple[str, httpx.Cli
 def test_partial_failure_succeeds_and_counts_only_good_images(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    key, client = tenant
+    key, api = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 3, 1, 7.0, 500)
     task_id = _create(stack, key, job)
     runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={501})
     assert run_generate(task_id, runtime) is TaskStatus.SUCCEEDED
-    data = client.get(f"/tasks/{task_id}").json()
+    data = api.get(f"/tasks/{task_id}").json()
     output = data["output"]
     assert output["task_status"] == "SUCCEEDED"
     assert output["task_metrics"] == {"TOTAL": 3, "SUCCEEDED": 2, "FAILED": 1}
@@ -94,12 +94,12 @@ def test_partial_failure_succeeds_and_counts_only_good_images(
 def test_all_images_failing_fails_the_task_with_code_and_no_usage(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    key, client = tenant
+    key, api = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 2, 1, 7.0, 700)
     task_id = _create(stack, key, job)
     runtime = _runtime(stack, demo_weights_dir, tmp_path, failing={700, 701})
     assert run_generate(task_id, runtime) is TaskStatus.FAILED
-    data = client.get(f"/tasks/{task_id}").json()
+    data = api.get(f"/tasks/{task_id}").json()
     assert data["output"]["task_status"] == "FAILED"
     assert data["output"]["code"] == "InternalError.Algo"
     assert data["output"]["message"]
@@ -110,19 +110,19 @@ def test_all_images_failing_fails_the_task_with_code_and_no_usage(
 def test_a_canceled_task_is_not_run(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    key, client = tenant
+    key, api = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
     task_id = _create(stack, key, job)
-    assert client.post(f"/tasks/{task_id}/cancel").status_code == 200
+    assert api.post(f"/tasks/{task_id}/cancel").status_code == 200
     assert run_generate(task_id, _runtime(stack, demo_weights_dir, tmp_path, set())) is None
-    assert client.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
+    assert api.get(f"/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
     assert not list(tmp_path.rglob("*.png"))
 
 
 def test_a_task_taken_over_makes_and_stores_only_the_images_not_stored_before(
     stack: Stack, demo_weights_dir: Path, tmp_path: Path, tenant: tuple[str, httpx.Client]
 ) -> None:
-    key, client = tenant
+    key, api = tenant
     job = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 4, 1, 7.0, 900)
     task_id = _create(stack, key, job)
     # A first worker stored images 0 and 2, then died: its lease ran out.
@@ -143,7 +143,7 @@ def test_a_task_taken_over_makes_and_stores_only_the_images_not_stored_before(
     backend.diffusers.on_seeds = made.extend
     assert run_generate(task_id, runtime) is TaskStatus.SUCCEEDED
     assert sorted(made) == [901, 903]  # images 1 and 3 only
-    output = client.get(f"/tasks/{task_id}").json()["output"]
+    output = api.get(f"/tasks/{task_id}").json()["output"]
     assert output["task_metrics"] == {"TOTAL": 4, "SUCCEEDED": 4, "FAILED": 0}
     assert [r["url"].split("?")[0].rsplit("/", 1)[1] for r in output["results"]] == [
         "0.png",

@@ -47,14 +47,14 @@ def _submit(redis_url: str, callback: str) -> str:
     task_id = str(uuid.uuid4())
 
     async def submit() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        redis_client = aioredis.Redis.from_url(redis_url)
         try:
-            await TenantDirectory(client).update(name, callback_hosts=["127.0.0.1"])
-            caller = await KeyDirectory(client).lookup(api_key)
+            await TenantDirectory(redis_client).update(name, callback_hosts=["127.0.0.1"])
+            caller = await KeyDirectory(redis_client).lookup(api_key)
             assert caller is not None
-            await Submitter(client, 2).submit(caller, task_id, JOB, POOL, b"{}", callback)
+            await Submitter(redis_client, 2).submit(caller, task_id, JOB, POOL, b"{}", callback)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     asyncio.run(submit())
     return task_id
@@ -63,32 +63,36 @@ def _submit(redis_url: str, callback: str) -> str:
 def test_the_final_status_queues_the_webhook_in_the_same_step(
     private_redis: RedisServer, receiver: WebhookReceiver
 ) -> None:
-    client = private_redis.client()
+    redis_client = private_redis.client()
     task_id = _submit(private_redis.url, receiver.url("/atomic"))
-    assert client.hget(redis_keys.task(task_id), "callback") == receiver.url("/atomic").encode()
-    store = WorkerTaskStore(client, 3600)
+    assert (
+        redis_client.hget(redis_keys.task(task_id), "callback") == receiver.url("/atomic").encode()
+    )
+    store = WorkerTaskStore(redis_client, 3600)
     assert store.claim(task_id) is not None
     assert (
-        client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
+        redis_client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
     )  # not before the end
     assert store.finish(task_id, TaskStatus.FAILED, [], "InternalError.Algo", "boom")
-    assert client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is not None
+    assert redis_client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is not None
 
 
 def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_lease(
     private_redis: RedisServer, receiver: WebhookReceiver
 ) -> None:
-    client = private_redis.client()
+    redis_client = private_redis.client()
     task_id = _submit(private_redis.url, receiver.url("/lease"))
-    store = WorkerTaskStore(client, 3600)
+    store = WorkerTaskStore(redis_client, 3600)
     assert store.claim(task_id) is not None
     assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
     now = int(time.time() * 1000)
     # A worker claims the delivery for 500 ms, then dies without sending it.
-    assert client.eval(
+    assert redis_client.eval(
         scripts.source("webhook_claim_due"), 1, redis_keys.webhooks_due(), now, now + 500, 16
     ) == [redis_keys.task(task_id).encode()]
-    loop = WebhookLoop(client, Settings(redis_url=private_redis.url, webhook_allow_private=False))
+    loop = WebhookLoop(
+        redis_client, Settings(redis_url=private_redis.url, webhook_allow_private=False)
+    )
     try:
         assert loop.tick() == 0  # leased to the dead worker
         time.sleep(0.6)
@@ -98,9 +102,9 @@ def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_l
     [received] = receiver.take("/lease", 1)
     assert b'"task_status":"SUCCEEDED"' in received.body
     assert (
-        client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
+        redis_client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
     )  # delivered: done
-    assert b'"status_code":200' in (client.hget(redis_keys.task(task_id), "webhook") or b"")
+    assert b'"status_code":200' in (redis_client.hget(redis_keys.task(task_id), "webhook") or b"")
 
 
 def test_the_lua_due_set_name_is_the_python_one(private_redis: RedisServer) -> None:

@@ -62,9 +62,9 @@ def _run(redis_url: str, tmp_path: Path, backend: ScriptedBackend, n: int) -> Ta
     job = GenerationRequest(XL, "a cat", "", 512, 512, n, 2, 7.0, 1)
 
     async def create() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        await TaskStore(client, 3600).create(task_id, "acme", job, "gpu.sdxl")
-        await client.aclose()
+        redis_client = aioredis.Redis.from_url(redis_url)
+        await TaskStore(redis_client, 3600).create(task_id, "acme", job, "gpu.sdxl")
+        await redis_client.aclose()
 
     asyncio.run(create())
     settings = Settings(redis_url=redis_url, storage_dir=tmp_path)

@@ -121,6 +121,7 @@ def test_demo_pipeline_builds_are_bit_for_bit_identical(demo_cache: Path, tmp_pa
         assert (rebuilt / part).read_bytes() == (demo_cache / "sdxl" / part).read_bytes()
 
 
+@pytest.mark.slow  # builds a pipeline twice, at once
 def test_build_demo_pipeline_replaces_an_incomplete_folder_and_survives_a_race(
     tmp_path: Path,
 ) -> None:

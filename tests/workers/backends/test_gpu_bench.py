@@ -7,6 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Every test starts Python with torch and diffusers (bench/gpu.py, or the model configs on
+# the meta device): seconds to a minute each.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BENCH = REPO_ROOT / "bench"
 

@@ -61,9 +61,9 @@ def test_a_redelivered_task_resumes_its_upstream_task_instead_of_paying_twice(
     task_id = str(uuid.uuid4())
 
     async def create() -> None:
-        client = aioredis.Redis.from_url(redis_server.url)
-        await TaskStore(client, 3600).create(task_id, "acme", JOB, "upstream")
-        await client.aclose()
+        redis_client = aioredis.Redis.from_url(redis_server.url)
+        await TaskStore(redis_client, 3600).create(task_id, "acme", JOB, "upstream")
+        await redis_client.aclose()
 
     asyncio.run(create())
     store = WorkerTaskStore(redis_server.client(), 3600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,6 @@ POOL = "test.store"  # no worker serves it: the tests claim the tasks themselves
 
 
 @pytest.fixture
-def sync_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def tenant(new_tenant: Callable[..., str]) -> tuple[str, str]:
     """A fresh tenant's name and key."""
     name = "t-" + uuid.uuid4().hex[:8]
@@ -42,24 +35,24 @@ def tenant(new_tenant: Callable[..., str]) -> tuple[str, str]:
 
 def _run(redis_server: RedisServer, coro_factory: Callable[[TaskStore], Any]) -> Any:
     async def main() -> Any:
-        client = aioredis.Redis.from_url(redis_server.url)
+        redis_client = aioredis.Redis.from_url(redis_server.url)
         try:
-            return await coro_factory(TaskStore(client, TTL))
+            return await coro_factory(TaskStore(redis_client, TTL))
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(main())
 
 
 def test_submit_writes_a_pending_record_with_a_ttl_and_indexes_it(
-    redis_server: RedisServer, sync_client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     record = _run(redis_server, lambda s: s.get(task_id, name))
     assert record.status is TaskStatus.PENDING and record.request == JOB
-    assert 0 < sync_client.ttl(redis_keys.task(task_id)) <= UNFINISHED_TTL_SECONDS
-    assert sync_client.zscore(redis_keys.tenant_tasks(name), task_id) == record.submit_ms
+    assert 0 < redis_client.ttl(redis_keys.task(task_id)) <= UNFINISHED_TTL_SECONDS
+    assert redis_client.zscore(redis_keys.tenant_tasks(name), task_id) == record.submit_ms
 
 
 def test_another_tenant_cannot_read_or_cancel(
@@ -74,11 +67,11 @@ def test_another_tenant_cannot_read_or_cancel(
 
 
 def test_claim_finish_and_ttl_after_the_end(
-    redis_server: RedisServer, sync_client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
-    worker = WorkerTaskStore(sync_client, TTL, feed_depth=2)
+    worker = WorkerTaskStore(redis_client, TTL, feed_depth=2)
     claim = worker.claim(task_id)
     assert claim is not None and claim.runnable and claim.previous is TaskStatus.PENDING
     assert claim.attempts == 1 and claim.tenant == name and claim.request == JOB
@@ -89,11 +82,11 @@ def test_claim_finish_and_ttl_after_the_end(
     assert record.status is TaskStatus.SUCCEEDED
     assert record.metrics() == {"TOTAL": 2, "SUCCEEDED": 1, "FAILED": 1}
     assert record.usage() == {"image_count": 1}
-    assert 0 < sync_client.ttl(redis_keys.task(task_id)) <= TTL
+    assert 0 < redis_client.ttl(redis_keys.task(task_id)) <= TTL
 
 
 def test_cancel_wins_over_a_later_claim_and_claim_of_a_redelivery_counts_attempts(
-    redis_server: RedisServer, sync_client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     canceled = submit_direct(redis_server.url, key, JOB, POOL)
@@ -103,7 +96,7 @@ def test_cancel_wins_over_a_later_claim_and_claim_of_a_redelivery_counts_attempt
         return await store.cancel(canceled, name), await store.cancel(canceled, name)
 
     assert _run(redis_server, scenario) == (TaskStatus.PENDING, TaskStatus.CANCELED)
-    worker = WorkerTaskStore(sync_client, TTL, feed_depth=2)
+    worker = WorkerTaskStore(redis_client, TTL, feed_depth=2)
     skipped = worker.claim(canceled)
     assert skipped is not None and not skipped.runnable and skipped.previous is TaskStatus.CANCELED
     assert worker.claim(redelivered).attempts == 1  # type: ignore[union-attr]
@@ -143,14 +136,14 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
     with running_redis(tmp_path) as server:
         key = register_tenant(server.url, "acme")
         running, queued = (submit_direct(server.url, key, JOB, POOL) for _ in range(2))
-        client = server.client()
-        store = WorkerTaskStore(client, TTL)
+        redis_client = server.client()
+        store = WorkerTaskStore(redis_client, TTL)
         assert store.claim(running) is not None
         # An accepted submit older than the rate log's minute: the next submit trims it first.
-        client.zadd(redis_keys.tenant_rate("acme"), {"an-old-submit": 1})
-        before = {k: client.dump(k) for k in client.scan_iter(count=1000)}
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", "1")
+        redis_client.zadd(redis_keys.tenant_rate("acme"), {"an-old-submit": 1})
+        before = {k: redis_client.dump(k) for k in redis_client.scan_iter(count=1000)}
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.config_set("maxmemory", "1")
         try:
             with pytest.raises(redis.exceptions.OutOfMemoryError):
                 submit_direct(server.url, key, JOB, POOL)
@@ -166,17 +159,17 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
 
             with pytest.raises(redis.exceptions.OutOfMemoryError):
                 asyncio.run(take())
-            assert {k: client.dump(k) for k in client.scan_iter(count=1000)} == before
+            assert {k: redis_client.dump(k) for k in redis_client.scan_iter(count=1000)} == before
 
             assert store.renew([running]) == []
             assert store.annotate(running, "upstream_task_id", "up-1")
-            ProgressRecorder(client, interval_seconds=0).record(running, 40)
+            ProgressRecorder(redis_client, interval_seconds=0).record(running, 40)
             assert store.mark_stored(running, [0])
             assert store.finish(running, TaskStatus.SUCCEEDED, [{"key": "acme/x/0.png"}])
         finally:
-            client.config_set("maxmemory", "0")
-        assert client.hget(redis_keys.task(running), "status") == b"SUCCEEDED"
-        assert client.hget(redis_keys.task(queued), "status") == b"PENDING"
+            redis_client.config_set("maxmemory", "0")
+        assert redis_client.hget(redis_keys.task(running), "status") == b"SUCCEEDED"
+        assert redis_client.hget(redis_keys.task(queued), "status") == b"PENDING"
         claim = store.claim(queued)  # room again: the queued task starts
         assert claim is not None and claim.attempts == 1
 
@@ -187,8 +180,8 @@ def test_the_reaper_ends_a_task_past_its_deadline_on_a_full_redis(tmp_path: Path
     with running_redis(tmp_path) as server:
         key = register_tenant(server.url, "acme")
         late, fed = (submit_direct(server.url, key, JOB, POOL) for _ in range(2))
-        client = server.client()
-        assert WorkerTaskStore(client, TTL).claim(late) is not None
+        redis_client = server.client()
+        assert WorkerTaskStore(redis_client, TTL).claim(late) is not None
         terms = ReaperTerms(
             ttl_seconds=TTL,
             deadline_seconds=1,
@@ -196,12 +189,12 @@ def test_the_reaper_ends_a_task_past_its_deadline_on_a_full_redis(tmp_path: Path
             lease_seconds=20,
             max_attempts=3,
         )
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", "1")
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.config_set("maxmemory", "1")
         try:
-            reaped = Reaper(client, terms).run([POOL], now_ms() + 2_000)
+            reaped = Reaper(redis_client, terms).run([POOL], now_ms() + 2_000)
         finally:
-            client.config_set("maxmemory", "0")
+            redis_client.config_set("maxmemory", "0")
         assert reaped.tasks == 1
-        assert client.hget(redis_keys.task(late), "status") == b"FAILED"
-        assert client.hget(redis_keys.task(fed), "status") == b"PENDING"
+        assert redis_client.hget(redis_keys.task(late), "status") == b"FAILED"
+        assert redis_client.hget(redis_keys.task(fed), "status") == b"PENDING"

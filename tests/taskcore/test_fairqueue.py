@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -32,21 +32,14 @@ def pool() -> str:
     return "test.fair." + uuid.uuid4().hex[:8]  # no worker serves it
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis_server.client()
-    yield connection
-    connection.close()
-
-
-def _take(client: redis.Redis, pool: str) -> str | None:
+def _take(redis_client: redis.Redis, pool: str) -> str | None:
     """Take the oldest message of the pool's Celery queue, claim its task; its task id."""
-    raw = client.rpop(redis_keys.celery_queue(pool))
+    raw = redis_client.rpop(redis_keys.celery_queue(pool))
     if raw is None:
         return None
     envelope = json.loads(raw)
     task_id: str = json.loads(base64.b64decode(envelope["body"]))[0][0]
-    WorkerTaskStore(client, 3600, feed_depth=DEPTH).claim(task_id)
+    WorkerTaskStore(redis_client, 3600, feed_depth=DEPTH).claim(task_id)
     return task_id
 
 
@@ -57,7 +50,7 @@ def _owners(taken: list[str | None], by_tenant: dict[str, list[str]]) -> list[st
 
 def test_backlogged_tenants_share_a_pool_in_proportion_to_their_weights(
     redis_server: RedisServer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     pool: str,
     new_tenant: Callable[..., str],
 ) -> None:
@@ -66,7 +59,7 @@ def test_backlogged_tenants_share_a_pool_in_proportion_to_their_weights(
         "heavy": submit_many(redis_server.url, heavy, [JOB] * 60, pool, DEPTH),
         "light": submit_many(redis_server.url, light, [JOB] * 60, pool, DEPTH),
     }
-    order = _owners([_take(client, pool) for _ in range(42)], tasks)
+    order = _owners([_take(redis_client, pool) for _ in range(42)], tasks)
     assert order[:DEPTH] == ["heavy"] * DEPTH  # fed at once, before "light" submitted anything
     rest = order[DEPTH:]
     assert rest.count("heavy") == 30 and rest.count("light") == 10
@@ -76,34 +69,34 @@ def test_backlogged_tenants_share_a_pool_in_proportion_to_their_weights(
 
 def test_a_newcomer_waits_at_most_depth_tasks_behind_a_flood_of_1000(
     redis_server: RedisServer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     pool: str,
     new_tenant: Callable[..., str],
 ) -> None:
     flood, newcomer = new_tenant(), new_tenant()
     tasks = {"flood": submit_many(redis_server.url, flood, [JOB] * 1000, pool, DEPTH)}
     for _ in range(10):
-        _take(client, pool)
+        _take(redis_client, pool)
     tasks["newcomer"] = submit_many(redis_server.url, newcomer, [JOB] * 3, pool, DEPTH)
-    order = _owners([_take(client, pool) for _ in range(8)], tasks)
+    order = _owners([_take(redis_client, pool) for _ in range(8)], tasks)
     # The newcomer's first task comes right after the DEPTH tasks already in the Celery
     # queue; then the two tenants take turns (equal weights; which of them goes first at
     # an equal pass depends on their names).
     assert order[: DEPTH + 1] == ["flood"] * DEPTH + ["newcomer"]
     turns = order[DEPTH + 1 : DEPTH + 5]
     assert turns in (["flood", "newcomer"] * 2, ["newcomer", "flood"] * 2)
-    assert client.llen(redis_keys.backlog(pool)) == 1000 - 10 - 8 + 3 - DEPTH
+    assert redis_client.llen(redis_keys.backlog(pool)) == 1000 - 10 - 8 + 3 - DEPTH
 
 
-def _places(client: redis.Redis, pool: str, task_ids: list[str]) -> dict[str, str]:
+def _places(redis_client: redis.Redis, pool: str, task_ids: list[str]) -> dict[str, str]:
     """Where each task is: its tenant's list, the Celery queue, running, or ended."""
-    queued = set(client.lrange(redis_keys.celery_queue(pool), 0, -1))
+    queued = set(redis_client.lrange(redis_keys.celery_queue(pool), 0, -1))
     places = {}
     for task_id in task_ids:
-        status, stage, message, tenant = client.hmget(
+        status, stage, message, tenant = redis_client.hmget(
             redis_keys.task(task_id), ["status", "stage", "envelope", "tenant"]
         )
-        in_list = redis_keys.task(task_id).encode() in client.lrange(
+        in_list = redis_keys.task(task_id).encode() in redis_client.lrange(
             redis_keys.pending(pool, tenant.decode()), 0, -1
         )
         in_queue = message in queued
@@ -124,33 +117,35 @@ def _places(client: redis.Redis, pool: str, task_ids: list[str]) -> dict[str, st
 
 def test_every_task_is_in_exactly_one_place_and_the_backlog_counts_the_lists(
     redis_server: RedisServer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     pool: str,
     new_tenant: Callable[..., str],
 ) -> None:
     first, second = new_tenant(), new_tenant()
     ids = submit_many(redis_server.url, first, [JOB] * 6, pool, DEPTH)
     ids += submit_many(redis_server.url, second, [JOB] * 4, pool, DEPTH)
-    taken = [_take(client, pool) for _ in range(3)]
-    WorkerTaskStore(client, 3600, feed_depth=DEPTH).finish(taken[0] or "", TaskStatus.SUCCEEDED, [])
-    places = _places(client, pool, ids)
+    taken = [_take(redis_client, pool) for _ in range(3)]
+    WorkerTaskStore(redis_client, 3600, feed_depth=DEPTH).finish(
+        taken[0] or "", TaskStatus.SUCCEEDED, []
+    )
+    places = _places(redis_client, pool, ids)
     assert sorted(places.values()).count("queue") == DEPTH
     assert places[taken[0] or ""] == "ended"
     assert list(places.values()).count("running") == 2
     assert list(places.values()).count("list") == 10 - 3 - DEPTH
-    assert client.llen(redis_keys.backlog(pool)) == 10 - 3 - DEPTH
-    assert client.zcard(redis_keys.starting(pool)) == DEPTH
+    assert redis_client.llen(redis_keys.backlog(pool)) == 10 - 3 - DEPTH
+    assert redis_client.zcard(redis_keys.starting(pool)) == DEPTH
 
 
 def test_the_upkeep_feed_fills_a_pool_whose_queue_lost_its_messages(
     redis_server: RedisServer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     pool: str,
     new_tenant: Callable[..., str],
 ) -> None:
     submit_many(redis_server.url, new_tenant(), [JOB] * 5, pool, DEPTH)
-    client.delete(redis_keys.starting(pool))  # as after the reaper dropped stuck entries
-    assert PoolFeeder(client, DEPTH).feed(pool, now_ms()) == DEPTH
-    assert client.llen(redis_keys.celery_queue(pool)) == 2 * DEPTH
-    assert PoolFeeder(client, DEPTH).feed(pool, now_ms()) == 0  # full again
-    assert PoolFeeder(client, DEPTH).backlog(pool) == 5 - 2 * DEPTH
+    redis_client.delete(redis_keys.starting(pool))  # as after the reaper dropped stuck entries
+    assert PoolFeeder(redis_client, DEPTH).feed(pool, now_ms()) == DEPTH
+    assert redis_client.llen(redis_keys.celery_queue(pool)) == 2 * DEPTH
+    assert PoolFeeder(redis_client, DEPTH).feed(pool, now_ms()) == 0  # full again
+    assert PoolFeeder(redis_client, DEPTH).backlog(pool) == 5 - 2 * DEPTH

@@ -29,9 +29,9 @@ def _submit_all(
     """Submit one task per entry of ``options``; the accepted submits, or their errors."""
 
     async def run() -> list[Accepted | Exception]:
-        client = aioredis.Redis.from_url(url)
-        submitter = Submitter(client, 0, TTL)
-        caller = await KeyDirectory(client).lookup(api_key)
+        redis_client = aioredis.Redis.from_url(url)
+        submitter = Submitter(redis_client, 0, TTL)
+        caller = await KeyDirectory(redis_client).lookup(api_key)
         assert caller is not None
 
         async def one(option: SubmitOptions) -> Accepted | Exception:
@@ -46,7 +46,7 @@ def _submit_all(
                 return list(await asyncio.gather(*(one(o) for o in options)))
             return [await one(o) for o in options]
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(run())
 
@@ -65,13 +65,15 @@ def test_twenty_concurrent_submits_with_one_key_make_one_task_and_count_once(
     accepted = [a for a in answers if isinstance(a, Accepted)]
     assert len({a.task_id for a in accepted}) == 1
     (made,) = [a for a in accepted if not a.replayed]
-    client = redis_server.client()
-    assert client.zcard(redis_keys.tenant_rate(tenant)) == 1
-    assert client.zcard(redis_keys.tenant_active(tenant)) == 1
-    assert client.hget(redis_keys.tenant_usage(tenant, utc_day(made.submit_ms)), "tasks") == b"1"
+    redis_client = redis_server.client()
+    assert redis_client.zcard(redis_keys.tenant_rate(tenant)) == 1
+    assert redis_client.zcard(redis_keys.tenant_active(tenant)) == 1
+    assert (
+        redis_client.hget(redis_keys.tenant_usage(tenant, utc_day(made.submit_ms)), "tasks") == b"1"
+    )
     entry = redis_keys.idempotency(tenant, "order-42")
-    assert client.hget(entry, "task_id") == made.task_id.encode()
-    assert 0 < client.ttl(entry) <= TTL
+    assert redis_client.hget(entry, "task_id") == made.task_id.encode()
+    assert 0 < redis_client.ttl(entry) <= TTL
 
 
 def test_a_key_reused_with_another_request_is_a_conflict(

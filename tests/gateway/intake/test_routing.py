@@ -22,16 +22,18 @@ def _queue_for(
     lists = [redis_keys.celery_queue("gpu.sdxl"), redis_keys.backlog("gpu.sdxl")]
 
     async def decide() -> str:
-        client = aioredis.Redis.from_url(redis_server.url)
-        await client.delete(*lists)
+        redis_client = aioredis.Redis.from_url(redis_server.url)
+        await redis_client.delete(*lists)
         for name, length in zip(lists, [depth, backlog], strict=True):
             if length:
-                await client.rpush(name, *[b"message"] * length)
+                await redis_client.rpush(name, *[b"message"] * length)
         try:
-            return await Dispatcher(create_celery(settings), client, settings).queue_for(model)
+            return await Dispatcher(create_celery(settings), redis_client, settings).queue_for(
+                model
+            )
         finally:
-            await client.delete(*lists)
-            await client.aclose()
+            await redis_client.delete(*lists)
+            await redis_client.aclose()
 
     return asyncio.run(decide())
 

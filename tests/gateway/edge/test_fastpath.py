@@ -99,14 +99,14 @@ def test_a_disabled_tenant_and_a_redis_outage_answer_alike(tmp_path: Path) -> No
     try:
 
         async def disabled_tenant_key() -> str:
-            client = aioredis.Redis.from_url(server.url)
+            redis_client = aioredis.Redis.from_url(server.url)
             try:
-                directory = TenantDirectory(client)
+                directory = TenantDirectory(redis_client)
                 tenant, key = await directory.create("off-" + uuid.uuid4().hex[:6], Limits())
                 await directory.update(tenant.name, enabled=False)
                 return key.api_key
             finally:
-                await client.aclose()
+                await redis_client.aclose()
 
         auth = {"Authorization": f"Bearer {asyncio.run(disabled_tenant_key())}"}
         settings = Settings(redis_url=server.url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,13 +28,6 @@ POOL = "test.index"  # no worker serves it: the tests claim and finish the tasks
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    sync = redis_server.client()
-    yield sync
-    sync.close()
-
-
-@pytest.fixture
 def tenant(new_tenant: Callable[..., str]) -> tuple[str, str]:
     name = "t-" + uuid.uuid4().hex[:8]
     return name, new_tenant(name)
@@ -46,11 +39,11 @@ def _list(redis_server: RedisServer, tenant: str, **query: Any) -> TaskPage:
     query.setdefault("limit", 100)
 
     async def main() -> TaskPage:
-        client = aioredis.Redis.from_url(redis_server.url)
+        redis_client = aioredis.Redis.from_url(redis_server.url)
         try:
-            return await TaskStore(client, 3600).list_page(tenant, **query)
+            return await TaskStore(redis_client, 3600).list_page(tenant, **query)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(main())
 
@@ -59,34 +52,34 @@ def _ids(page: TaskPage) -> list[str]:
     return [record.task_id for record in page.records]
 
 
-def _newest_first(client: redis.Redis, ids: list[str]) -> list[str]:
+def _newest_first(redis_client: redis.Redis, ids: list[str]) -> list[str]:
     """The order of the indexes: submit time, then (within one ms) task id, descending."""
-    submitted = {i: int(client.hget(redis_keys.task(i), "submit_ms") or 0) for i in ids}
+    submitted = {i: int(redis_client.hget(redis_keys.task(i), "submit_ms") or 0) for i in ids}
     return sorted(ids, key=lambda i: (submitted[i], i), reverse=True)
 
 
-def _finish(client: redis.Redis, task_id: str, status: TaskStatus, ttl: int = 3600) -> None:
-    worker = WorkerTaskStore(client, ttl, feed_depth=1000)
+def _finish(redis_client: redis.Redis, task_id: str, status: TaskStatus, ttl: int = 3600) -> None:
+    worker = WorkerTaskStore(redis_client, ttl, feed_depth=1000)
     assert worker.claim(task_id) is not None
     results = [{"key": "x/0.png"}] if status is TaskStatus.SUCCEEDED else []
     assert worker.finish(task_id, status, results, "" if results else "E", "" if results else "e")
 
 
 def test_every_filter_reads_its_own_index_newest_first(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     ids = submit_many(redis_server.url, key, [XL, V15, XL, V15, XL, XL], POOL, feed_depth=1000)
-    _finish(client, ids[0], TaskStatus.SUCCEEDED)
-    _finish(client, ids[1], TaskStatus.FAILED)
-    _finish(client, ids[2], TaskStatus.FAILED)
+    _finish(redis_client, ids[0], TaskStatus.SUCCEEDED)
+    _finish(redis_client, ids[1], TaskStatus.FAILED)
+    _finish(redis_client, ids[2], TaskStatus.FAILED)
     assert cancel_many(redis_server.url, name, [ids[3]]) == [TaskStatus.PENDING]
-    WorkerTaskStore(client, 3600, feed_depth=1000).claim(ids[4])  # RUNNING; ids[5] PENDING
+    WorkerTaskStore(redis_client, 3600, feed_depth=1000).claim(ids[4])  # RUNNING; ids[5] PENDING
 
-    assert _ids(_list(redis_server, name)) == _newest_first(client, ids)
-    xl = _newest_first(client, [ids[5], ids[4], ids[2], ids[0]])
+    assert _ids(_list(redis_server, name)) == _newest_first(redis_client, ids)
+    xl = _newest_first(redis_client, [ids[5], ids[4], ids[2], ids[0]])
     assert _ids(_list(redis_server, name, model=XL.model)) == xl
-    failed = _newest_first(client, [ids[2], ids[1]])
+    failed = _newest_first(redis_client, [ids[2], ids[1]])
     assert _ids(_list(redis_server, name, status=TaskStatus.FAILED)) == failed
     assert _ids(_list(redis_server, name, model=XL.model, status=TaskStatus.FAILED)) == [ids[2]]
     assert _ids(_list(redis_server, name, status=TaskStatus.CANCELED)) == [ids[3]]
@@ -100,11 +93,11 @@ def test_every_filter_reads_its_own_index_newest_first(
 
 
 def test_pages_and_time_ranges_are_exact(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     ids = submit_many(redis_server.url, key, [XL] * 7, POOL, feed_depth=1000)
-    newest_first = _newest_first(client, ids)
+    newest_first = _newest_first(redis_client, ids)
     for offset, limit in [(0, 3), (3, 3), (6, 3), (7, 3), (2, 100)]:
         page = _list(redis_server, name, offset=offset, limit=limit)
         assert page.total == 7 and _ids(page) == newest_first[offset : offset + limit]
@@ -118,76 +111,76 @@ def test_pages_and_time_ranges_are_exact(
 
 def test_unfinished_statuses_are_scanned_in_chunks(
     redis_server: RedisServer,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     tenant: tuple[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name, key = tenant
     ids = submit_many(redis_server.url, key, [XL] * 7, POOL, feed_depth=1000)
     for task_id in ids[::2]:  # 0, 2, 4, 6 RUNNING
-        WorkerTaskStore(client, 3600, feed_depth=1000).claim(task_id)
+        WorkerTaskStore(redis_client, 3600, feed_depth=1000).claim(task_id)
     monkeypatch.setattr(taskindex, "SCAN_CHUNK", 2)
     running = _list(redis_server, name, status=TaskStatus.RUNNING, offset=1, limit=2)
-    assert running.total == 4 and _ids(running) == _newest_first(client, ids[::2])[1:3]
+    assert running.total == 4 and _ids(running) == _newest_first(redis_client, ids[::2])[1:3]
     pending = _list(redis_server, name, status=TaskStatus.PENDING)
-    assert pending.total == 3 and _ids(pending) == _newest_first(client, ids[1::2])
+    assert pending.total == 3 and _ids(pending) == _newest_first(redis_client, ids[1::2])
 
 
 def test_expired_records_leave_every_index(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     short, long_ = submit_many(redis_server.url, key, [XL, XL], POOL, feed_depth=1000)
-    _finish(client, short, TaskStatus.SUCCEEDED, ttl=1)
-    _finish(client, long_, TaskStatus.SUCCEEDED)
+    _finish(redis_client, short, TaskStatus.SUCCEEDED, ttl=1)
+    _finish(redis_client, long_, TaskStatus.SUCCEEDED)
     entry = f"SUCCEEDED|{XL.model}|{short}"
-    assert client.zscore(redis_keys.tenant_expiring(name), entry) is not None
+    assert redis_client.zscore(redis_keys.tenant_expiring(name), entry) is not None
     indexes = [
         redis_keys.tenant_tasks(name),
         redis_keys.tenant_model_tasks(name, XL.model),
         redis_keys.tenant_status_tasks(name, "SUCCEEDED"),
         redis_keys.tenant_model_status_tasks(name, XL.model, "SUCCEEDED"),
     ]
-    assert all(client.zscore(index, short) is not None for index in indexes)
+    assert all(redis_client.zscore(index, short) is not None for index in indexes)
     time.sleep(1.2)
     page = _list(redis_server, name, status=TaskStatus.SUCCEEDED)
     assert page.total == 1 and _ids(page) == [long_]
-    assert all(client.zscore(index, short) is None for index in indexes)
-    assert client.zscore(redis_keys.tenant_expiring(name), entry) is None
+    assert all(redis_client.zscore(index, short) is None for index in indexes)
+    assert redis_client.zscore(redis_keys.tenant_expiring(name), entry) is None
     assert _list(redis_server, name).total == 1
 
 
 def test_a_vanished_record_is_dropped_from_the_index_its_page_read(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     ids = submit_many(redis_server.url, key, [XL] * 3, POOL, feed_depth=1000)
-    client.delete(redis_keys.task(ids[1]))
+    redis_client.delete(redis_keys.task(ids[1]))
     # A page wide enough to read all three: tasks submitted within one millisecond are
     # ordered by id, so a page of two might not come to the vanished one.
     page = _list(redis_server, name, limit=3)
-    assert _ids(page) == _newest_first(client, [ids[2], ids[0]]) and page.total == 2
-    assert client.zscore(redis_keys.tenant_tasks(name), ids[1]) is None
+    assert _ids(page) == _newest_first(redis_client, [ids[2], ids[0]]) and page.total == 2
+    assert redis_client.zscore(redis_keys.tenant_tasks(name), ids[1]) is None
 
 
 def test_index_keys_live_as_long_as_their_records(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     (task_id,) = submit_many(redis_server.url, key, [XL], POOL, feed_depth=1000)
     for index in (redis_keys.tenant_tasks(name), redis_keys.tenant_model_tasks(name, XL.model)):
-        assert UNFINISHED_TTL_SECONDS - 60 < client.ttl(index) <= UNFINISHED_TTL_SECONDS
-    _finish(client, task_id, TaskStatus.FAILED, ttl=120)
+        assert UNFINISHED_TTL_SECONDS - 60 < redis_client.ttl(index) <= UNFINISHED_TTL_SECONDS
+    _finish(redis_client, task_id, TaskStatus.FAILED, ttl=120)
     for index in (
         redis_keys.tenant_status_tasks(name, "FAILED"),
         redis_keys.tenant_model_status_tasks(name, XL.model, "FAILED"),
         redis_keys.tenant_expiring(name),
     ):
-        assert 60 < client.ttl(index) <= 120
+        assert 60 < redis_client.ttl(index) <= 120
 
 
 def test_lua_builders_of_the_listing_indexes_match(redis_server: RedisServer) -> None:
-    client = redis_server.client()
+    redis_client = redis_server.client()
     script = scripts.compose(
         """
 return {k_tasks('acme'), k_model_tasks('acme', 'm'), k_status_tasks('acme', 'FAILED'),
@@ -195,7 +188,7 @@ return {k_tasks('acme'), k_model_tasks('acme', 'm'), k_status_tasks('acme', 'FAI
 """,
         ("keys",),
     )
-    assert [name.decode() for name in client.eval(script, 0)] == [
+    assert [name.decode() for name in redis_client.eval(script, 0)] == [
         redis_keys.tenant_tasks("acme"),
         redis_keys.tenant_model_tasks("acme", "m"),
         redis_keys.tenant_status_tasks("acme", "FAILED"),

@@ -34,13 +34,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis_server.client()
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def pool() -> str:
     return "test.leases." + uuid.uuid4().hex[:6]  # no worker serves it
 
@@ -52,12 +45,12 @@ def task_id(redis_server: RedisServer, pool: str) -> str:
     return submit_direct(redis_server.url, key, JOB, pool)
 
 
-def _worker(client: redis.Redis, name: str, max_attempts: int = 3) -> WorkerTaskStore:
+def _worker(redis_client: redis.Redis, name: str, max_attempts: int = 3) -> WorkerTaskStore:
     terms = LeaseTerms(worker=name, lease_seconds=LEASE_MS / 1000, max_attempts=max_attempts)
-    return WorkerTaskStore(client, 3600, lease=terms)
+    return WorkerTaskStore(redis_client, 3600, lease=terms)
 
 
-def _reaper(client: redis.Redis, max_attempts: int = 3, lease_seconds: float = 1) -> Reaper:
+def _reaper(redis_client: redis.Redis, max_attempts: int = 3, lease_seconds: float = 1) -> Reaper:
     terms = ReaperTerms(
         ttl_seconds=3600,
         deadline_seconds=3600,
@@ -65,43 +58,43 @@ def _reaper(client: redis.Redis, max_attempts: int = 3, lease_seconds: float = 1
         lease_seconds=lease_seconds,
         max_attempts=max_attempts,
     )
-    return Reaper(client, terms)
+    return Reaper(redis_client, terms)
 
 
-def _active(client: redis.Redis, task_id: str) -> int:
-    tenant = client.hget(redis_keys.task(task_id), "tenant")
+def _active(redis_client: redis.Redis, task_id: str) -> int:
+    tenant = redis_client.hget(redis_keys.task(task_id), "tenant")
     assert tenant is not None
     return int(
-        client.zscore(redis_keys.tenant_active(tenant.decode()), redis_keys.task(task_id))
+        redis_client.zscore(redis_keys.tenant_active(tenant.decode()), redis_keys.task(task_id))
         is not None
     )
 
 
 def test_a_second_delivery_is_skipped_while_the_lease_runs(
-    client: redis.Redis, task_id: str, pool: str
+    redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:
-    first = _worker(client, "a").claim(task_id)
+    first = _worker(redis_client, "a").claim(task_id)
     assert first is not None and first.runnable and first.attempts == 1
-    second = _worker(client, "b").claim(task_id)
+    second = _worker(redis_client, "b").claim(task_id)
     assert second is not None and not second.runnable and second.attempts == -1
-    holder, lease = client.hmget(redis_keys.task(task_id), ["worker", "lease_ms"])
+    holder, lease = redis_client.hmget(redis_keys.task(task_id), ["worker", "lease_ms"])
     assert holder == b"a" and lease is not None and int(lease) > now_ms()
-    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == int(lease)
+    assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == int(lease)
 
 
 def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
-    client: redis.Redis, task_id: str, pool: str
+    redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:
-    old, new = _worker(client, "a"), _worker(client, "b")
+    old, new = _worker(redis_client, "a"), _worker(redis_client, "b")
     assert old.claim(task_id) is not None
     assert old.mark_stored(task_id, [0, 2])
-    client.delete(redis_keys.celery_queue(pool))  # the first delivery was taken
-    reaper = _reaper(client)
+    redis_client.delete(redis_keys.celery_queue(pool))  # the first delivery was taken
+    reaper = _reaper(redis_client)
     assert reaper.run([pool], now_ms()).taken_over == 0  # lease still running
     reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)
     assert reaped.taken_over == 1
-    message = client.hget(redis_keys.task(task_id), "envelope")
-    assert client.lrange(redis_keys.celery_queue(pool), 0, -1) == [message]
+    message = redis_client.hget(redis_keys.task(task_id), "envelope")
+    assert redis_client.lrange(redis_keys.celery_queue(pool), 0, -1) == [message]
     # Nobody's until claimed: not pushed again within the next lease.
     assert reaper.run([pool], now_ms() + LEASE_MS + 2).taken_over == 0
     claim = new.claim(task_id)
@@ -110,58 +103,62 @@ def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
     assert not old.mark_stored(task_id, [1])
     assert old.renew([task_id]) == [task_id]
     assert not old.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}] * 4)
-    assert _active(client, task_id) == 1
+    assert _active(redis_client, task_id) == 1
     assert new.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}] * 4)
-    assert _active(client, task_id) == 0
-    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) is None
-    leftovers = client.hmget(redis_keys.task(task_id), ["worker", "lease_ms", "stored", "envelope"])
+    assert _active(redis_client, task_id) == 0
+    assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) is None
+    leftovers = redis_client.hmget(
+        redis_keys.task(task_id), ["worker", "lease_ms", "stored", "envelope"]
+    )
     assert leftovers == [None, None, None, None]
 
 
 def test_a_task_that_keeps_killing_its_workers_fails_after_max_attempts(
-    client: redis.Redis, task_id: str, pool: str
+    redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:
-    reaper = _reaper(client, max_attempts=2)
+    reaper = _reaper(redis_client, max_attempts=2)
     for attempt, name in enumerate(["a", "b"], start=1):
-        claim = _worker(client, name, max_attempts=2).claim(task_id)
+        claim = _worker(redis_client, name, max_attempts=2).claim(task_id)
         assert claim is not None and claim.attempts == attempt
         reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)  # its worker died
         assert (reaped.taken_over, reaped.poisoned) == ((1, 0) if attempt == 1 else (0, 1))
-    status, code = client.hmget(redis_keys.task(task_id), ["status", "code"])
+    status, code = redis_client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", POISON_CODE.encode())
-    assert _active(client, task_id) == 0
-    late = _worker(client, "c", max_attempts=2).claim(task_id)  # Celery's own redelivery
+    assert _active(redis_client, task_id) == 0
+    late = _worker(redis_client, "c", max_attempts=2).claim(task_id)  # Celery's own redelivery
     assert late is not None and not late.runnable and late.previous is TaskStatus.FAILED
 
 
-def test_a_claim_past_max_attempts_fails_the_task(client: redis.Redis, task_id: str) -> None:
+def test_a_claim_past_max_attempts_fails_the_task(redis_client: redis.Redis, task_id: str) -> None:
     for name in ["a", "b"]:  # each died; Celery requeued the message at once
-        assert _worker(client, name, max_attempts=2).claim(task_id) is not None
-        client.hset(redis_keys.task(task_id), "lease_ms", 0)
-    claim = _worker(client, "c", max_attempts=2).claim(task_id)
+        assert _worker(redis_client, name, max_attempts=2).claim(task_id) is not None
+        redis_client.hset(redis_keys.task(task_id), "lease_ms", 0)
+    claim = _worker(redis_client, "c", max_attempts=2).claim(task_id)
     assert claim is not None and not claim.runnable and claim.previous is TaskStatus.FAILED
-    assert client.hget(redis_keys.task(task_id), "code") == POISON_CODE.encode()
-    assert _active(client, task_id) == 0
+    assert redis_client.hget(redis_keys.task(task_id), "code") == POISON_CODE.encode()
+    assert _active(redis_client, task_id) == 0
 
 
 def test_no_takeover_right_after_redis_restarted(
-    client: redis.Redis, task_id: str, pool: str
+    redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:
-    assert _worker(client, "a").claim(task_id) is not None
+    assert _worker(redis_client, "a").claim(task_id) is not None
     # Redis has been up for less than this lease: holders may not have renewed yet.
-    reaper = _reaper(client, lease_seconds=10**6)
+    reaper = _reaper(redis_client, lease_seconds=10**6)
     assert reaper.run([pool], now_ms() + LEASE_MS + 1).taken_over == 0
-    assert _reaper(client).run([pool], now_ms() + LEASE_MS + 1, take_over=False).taken_over == 0
-    assert client.hget(redis_keys.task(task_id), "worker") == b"a"
+    assert (
+        _reaper(redis_client).run([pool], now_ms() + LEASE_MS + 1, take_over=False).taken_over == 0
+    )
+    assert redis_client.hget(redis_keys.task(task_id), "worker") == b"a"
 
 
 def test_renewing_extends_the_lease_of_held_tasks(
-    client: redis.Redis, task_id: str, pool: str
+    redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:
-    worker = _worker(client, "a")
+    worker = _worker(redis_client, "a")
     assert worker.claim(task_id) is not None
-    client.hset(redis_keys.task(task_id), "lease_ms", 1)
+    redis_client.hset(redis_keys.task(task_id), "lease_ms", 1)
     assert worker.renew([task_id]) == []
-    lease = int(client.hget(redis_keys.task(task_id), "lease_ms") or 0)
+    lease = int(redis_client.hget(redis_keys.task(task_id), "lease_ms") or 0)
     assert lease > now_ms() + LEASE_MS - 5_000
-    assert client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == lease
+    assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == lease

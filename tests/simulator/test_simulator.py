@@ -78,6 +78,7 @@ def test_unknown_knob_is_refused(sim: SimulatorProcess) -> None:
     assert answer.status_code == 400
 
 
+@pytest.mark.slow  # starts a simulator of its own
 def test_sigterm_stops_the_simulator_while_requests_hang(tmp_path: Path) -> None:
     hanging = SimulatorProcess(tmp_path / "sim.log", "--rate-hang", "1", "--api-key", UPSTREAM_KEY)
     hanging.start()

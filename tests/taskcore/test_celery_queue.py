@@ -29,8 +29,8 @@ def test_prebuilt_message_equals_what_send_task_pushes(redis_server: RedisServer
     celery = create_celery(Settings(redis_url=redis_server.url))
     queue = "test.message." + uuid.uuid4().hex[:8]
     celery.send_task(GENERATE_TASK, args=["task-1"], queue=queue)
-    client = redis_server.client()
-    (sent,) = client.lrange(queue, 0, -1)
+    redis_client = redis_server.client()
+    (sent,) = redis_client.lrange(queue, 0, -1)
     built = generate_message(celery, "task-1", queue)
     assert _comparable(built) == _comparable(sent)
     assert json.loads(built)["properties"]["delivery_info"] == {
@@ -38,4 +38,4 @@ def test_prebuilt_message_equals_what_send_task_pushes(redis_server: RedisServer
         "routing_key": queue,
     }
     assert generate_message(celery, "task-1", queue) != built  # fresh ids and delivery tag
-    client.delete(queue)
+    redis_client.delete(queue)

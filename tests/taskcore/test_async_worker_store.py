@@ -31,12 +31,12 @@ def pool() -> str:
 
 def _run(redis_url: str, body: Callable[[aioredis.Redis, AsyncWorkerTaskStore], Any]) -> Any:
     async def main() -> Any:
-        client = aioredis.Redis.from_url(redis_url)
-        store = AsyncWorkerTaskStore(client, 3600, DEPTH, LeaseTerms("test-worker", 20.0, 3))
+        redis_client = aioredis.Redis.from_url(redis_url)
+        store = AsyncWorkerTaskStore(redis_client, 3600, DEPTH, LeaseTerms("test-worker", 20.0, 3))
         try:
-            return await body(client, store)
+            return await body(redis_client, store)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(main())
 
@@ -48,9 +48,9 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
     owner = {t: "heavy" for t in submit_many(redis_server.url, heavy, [JOB] * 40, pool, DEPTH)}
     owner |= {t: "light" for t in submit_many(redis_server.url, light, [JOB] * 40, pool, DEPTH)}
 
-    async def take(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
+    async def take(redis_client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
         taken = await store.take(pool, 22)
-        return taken, await client.llen(redis_keys.celery_queue(pool))
+        return taken, await redis_client.llen(redis_keys.celery_queue(pool))
 
     taken, left_in_queue = _run(redis_server.url, take)
     owners = [owner[task_id_of(envelope)] for envelope in taken]
@@ -59,11 +59,11 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
     assert owners[:DEPTH] == ["heavy"] * DEPTH
     assert owners[DEPTH:].count("light") == 5
     assert left_in_queue == DEPTH  # the usual look-ahead stays for the next worker
-    client = redis_server.client()
+    redis_client = redis_server.client()
     assert (
-        client.zcard(redis_keys.starting(pool)) == 22 + DEPTH
+        redis_client.zcard(redis_keys.starting(pool)) == 22 + DEPTH
     )  # in a worker's hands until claimed
-    assert client.llen(redis_keys.backlog(pool)) == 80 - 22 - DEPTH
+    assert redis_client.llen(redis_keys.backlog(pool)) == 80 - 22 - DEPTH
 
 
 def test_a_take_of_an_empty_pool_takes_nothing(redis_server: RedisServer, pool: str) -> None:
@@ -78,8 +78,8 @@ def test_the_calls_of_one_loop_turn_go_to_redis_in_one_pipeline(
 ) -> None:
     task_ids = submit_many(redis_server.url, new_tenant(), [JOB] * 30, pool, 100)
 
-    async def claim_all(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
-        pipelines = PipelineCounter(client)
+    async def claim_all(redis_client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
+        pipelines = PipelineCounter(redis_client)
         claims = await store.claim_many(task_ids)
         annotated = await asyncio.gather(
             *(store.annotate(t, "upstream_task_id", "u") for t in task_ids)
@@ -100,8 +100,8 @@ def test_a_failing_call_fails_alone_and_a_flushed_script_cache_is_refilled(
     (task_id,) = submit_many(redis_server.url, new_tenant(), [JOB], pool, 100)
     redis_server.client().set("not-a-hash", "x")
 
-    async def calls(client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
-        await client.script_flush()  # what a Redis restart does to the cache
+    async def calls(redis_client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
+        await redis_client.script_flush()  # what a Redis restart does to the cache
         (good,), bad = await asyncio.gather(
             store.claim_many([task_id]),
             store.annotate("not-a-hash-id", "f", "v"),

@@ -16,11 +16,11 @@ from taskcore.settings import Settings
 
 def _report(settings: Settings, exclude: set[str]) -> tuple[bool, dict[str, Any]]:
     async def check() -> tuple[bool, dict[str, Any]]:
-        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
+        redis_client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
         try:
-            return await Readiness(settings, client).report(exclude)
+            return await Readiness(settings, redis_client).report(exclude)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(check())
 

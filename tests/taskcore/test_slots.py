@@ -30,31 +30,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis_server.client()
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def tenant(redis_server: RedisServer) -> tuple[str, str]:
     name = "t-" + uuid.uuid4().hex[:8]
     return name, register_tenant(redis_server.url, name, max_concurrent=10, daily_images=100)
 
 
-def _usage(client: redis.Redis, name: str) -> dict[str, int]:
-    raw = client.hgetall(redis_keys.tenant_usage(name, utc_day(now_ms())))
+def _usage(redis_client: redis.Redis, name: str) -> dict[str, int]:
+    raw = redis_client.hgetall(redis_keys.tenant_usage(name, utc_day(now_ms())))
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
 def test_counters_return_to_zero_after_success_failure_and_cancel(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
-    worker = WorkerTaskStore(client, 3600, feed_depth=2)
+    worker = WorkerTaskStore(redis_client, 3600, feed_depth=2)
     ok, failed, canceled = (submit_direct(redis_server.url, key, JOB, POOL) for _ in range(3))
-    assert client.zcard(redis_keys.tenant_active(name)) == 3
-    assert _usage(client, name)["images"] == 6  # reserved at submit
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == 3
+    assert _usage(redis_client, name)["images"] == 6  # reserved at submit
     worker.claim(ok)
     worker.finish(ok, TaskStatus.SUCCEEDED, [{"key": "k/0.png"}, {"code": "X", "message": "m"}])
     worker.claim(failed)
@@ -63,58 +56,60 @@ def test_counters_return_to_zero_after_success_failure_and_cancel(
     # Ending twice changes nothing: the slot and the images are given back once.
     assert not worker.finish(ok, TaskStatus.FAILED, [])
     assert cancel_many(redis_server.url, name, [canceled]) == [TaskStatus.CANCELED]
-    assert client.zcard(redis_keys.tenant_active(name)) == 0
-    usage = _usage(client, name)
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
+    usage = _usage(redis_client, name)
     assert usage["images"] == 1  # what was billed: the one image made
     assert usage["images_succeeded"] == 1 and usage["images_failed"] == 3
     assert (usage["tasks_succeeded"], usage["tasks_failed"], usage["tasks_canceled"]) == (1, 1, 1)
 
 
 def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
-    WorkerTaskStore(client, 3600, feed_depth=2).claim(task_id)
-    reaper = Reaper(client, _terms(deadline=60, requeue_after=60))
+    WorkerTaskStore(redis_client, 3600, feed_depth=2).claim(task_id)
+    reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=60))
     assert reaper.run([POOL], now_ms()).tasks == 0  # claimed just now: not lost
     assert reaper.run([POOL], now_ms() + 61_000).tasks == 1
-    status, code = client.hmget(redis_keys.task(task_id), ["status", "code"])
+    status, code = redis_client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", LOST_CODE.encode())
-    assert client.zcard(redis_keys.tenant_active(name)) == 0
-    assert _usage(client, name)["images"] == 0
-    assert not WorkerTaskStore(client, 3600, feed_depth=2).finish(task_id, TaskStatus.FAILED, [])
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
+    assert _usage(redis_client, name)["images"] == 0
+    assert not WorkerTaskStore(redis_client, 3600, feed_depth=2).finish(
+        task_id, TaskStatus.FAILED, []
+    )
     assert reaper.run([POOL], now_ms() + 61_000).tasks == 0
 
 
 def test_reaper_releases_the_slot_of_a_record_that_expired(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
-    client.delete(redis_keys.task(task_id))
-    Reaper(client, _terms(deadline=60, requeue_after=60)).run([], now_ms() + 61_000)
-    assert client.zcard(redis_keys.tenant_active(name)) == 0
+    redis_client.delete(redis_keys.task(task_id))
+    Reaper(redis_client, _terms(deadline=60, requeue_after=60)).run([], now_ms() + 61_000)
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
 
 
 def test_reaper_requeues_a_fed_task_whose_message_left_the_queue_unclaimed(
-    redis_server: RedisServer, client: redis.Redis, tenant: tuple[str, str]
+    redis_server: RedisServer, redis_client: redis.Redis, tenant: tuple[str, str]
 ) -> None:
     pool = POOL + "." + uuid.uuid4().hex[:6]
     _, key = tenant
     for _ in range(3):
         submit_direct(redis_server.url, key, JOB, pool)
-    taken = client.rpop(
+    taken = redis_client.rpop(
         redis_keys.celery_queue(pool)
     )  # a worker took it, then died before its claim
-    reaper = Reaper(client, _terms(deadline=60, requeue_after=30))
+    reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=30))
     assert reaper.run([pool], now_ms()).unstuck == 0  # too recent to tell
     assert reaper.run([pool], now_ms() + 31_000).unstuck == 1  # the other is still queued
-    assert client.lrange(redis_keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
-    assert client.zcard(redis_keys.starting(pool)) == 2
+    assert redis_client.lrange(redis_keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
+    assert redis_client.zcard(redis_keys.starting(pool)) == 2
     # Re-armed: not pushed again while its new copy waits in the queue.
     assert reaper.run([pool], now_ms() + 31_000).unstuck == 0
-    assert client.llen(redis_keys.celery_queue(pool)) == 2
+    assert redis_client.llen(redis_keys.celery_queue(pool)) == 2
 
 
 def _terms(*, deadline: float, requeue_after: float) -> ReaperTerms:

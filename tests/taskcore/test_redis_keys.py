@@ -9,7 +9,7 @@ from taskcore.priority import ORDER
 
 
 def test_lua_key_builders_match_the_python_ones(redis_server: RedisServer) -> None:
-    client = redis_server.client()
+    redis_client = redis_server.client()
     script = scripts.compose(
         """
 return {k_tenant('acme'), k_api_key('abc'), k_key_info('k-1'), k_active('acme'),
@@ -18,7 +18,7 @@ return {k_tenant('acme'), k_api_key('abc'), k_key_info('k-1'), k_active('acme'),
 """,
         ("keys",),
     )
-    names = [name.decode() for name in client.eval(script, 0)]
+    names = [name.decode() for name in redis_client.eval(script, 0)]
     assert names == [
         redis_keys.tenant("acme"),
         redis_keys.api_key("abc"),
@@ -37,7 +37,7 @@ return {k_tenant('acme'), k_api_key('abc'), k_key_info('k-1'), k_active('acme'),
 def test_lua_builders_of_records_and_priority_level_lists_match(
     redis_server: RedisServer,
 ) -> None:
-    client = redis_server.client()
+    redis_client = redis_server.client()
     pending = redis_keys.pending("gpu.sdxl", "acme")
     script = scripts.compose(
         """
@@ -46,7 +46,7 @@ return {k_task('t-1'), k_pending_level(ARGV[1], 'interactive'),
 """,
         ("keys",),
     )
-    names = [name.decode() for name in client.eval(script, 0, pending)]
+    names = [name.decode() for name in redis_client.eval(script, 0, pending)]
     assert names == [
         redis_keys.task("t-1"),
         *(redis_keys.pending_level(pending, level) for level in ORDER),

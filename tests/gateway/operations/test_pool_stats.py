@@ -46,9 +46,9 @@ def _queue_task(broker: RedisServer, pool: str) -> None:
     """What a submit does: a PENDING record, then a Celery message on the pool's queue."""
 
     async def record() -> None:
-        client = aioredis.Redis.from_url(broker.url)
-        await TaskStore(client, 3600).create(task_id, "acme", JOB, pool)
-        await client.aclose()
+        redis_client = aioredis.Redis.from_url(broker.url)
+        await TaskStore(redis_client, 3600).create(task_id, "acme", JOB, pool)
+        await redis_client.aclose()
 
     task_id = str(uuid.uuid4())
     asyncio.run(record())
@@ -58,11 +58,11 @@ def _queue_task(broker: RedisServer, pool: str) -> None:
 
 def _stats(broker: RedisServer, pools: list[str]) -> tuple[list[PoolStats], int]:
     async def read() -> tuple[list[PoolStats], int]:
-        client = aioredis.Redis.from_url(broker.url)
+        redis_client = aioredis.Redis.from_url(broker.url)
         try:
-            return await pool_stats(client, pools), await pool_depth(client, pools[0])
+            return await pool_stats(redis_client, pools), await pool_depth(redis_client, pools[0])
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(read())
 
@@ -95,8 +95,8 @@ def test_a_task_still_in_its_tenant_list_counts_and_ages(broker: RedisServer) ->
 
 
 def test_a_message_without_a_record_counts_but_has_no_age(broker: RedisServer) -> None:
-    client = broker.client()
-    client.lpush(UPSTREAM_QUEUE, json.dumps({"body": "not base64 json"}))
+    redis_client = broker.client()
+    redis_client.lpush(UPSTREAM_QUEUE, json.dumps({"body": "not base64 json"}))
     [stats], _ = _stats(broker, [UPSTREAM_QUEUE])
     assert (stats.depth, stats.oldest_age_seconds) == (1, 0.0)
 

@@ -59,11 +59,11 @@ def test_records_written_before_the_compact_form_still_read() -> None:
 
 def _record(redis_server: RedisServer, task_id: str, tenant: str) -> TaskRecord | None:
     async def main() -> TaskRecord | None:
-        client = aioredis.Redis.from_url(redis_server.url)
+        redis_client = aioredis.Redis.from_url(redis_server.url)
         try:
-            return await TaskStore(client, 3600).get(task_id, tenant)
+            return await TaskStore(redis_client, 3600).get(task_id, tenant)
         finally:
-            await client.aclose()
+            await redis_client.aclose()
 
     return asyncio.run(main())
 
@@ -73,8 +73,8 @@ def test_finishing_drops_what_only_an_unfinished_task_needs(
 ) -> None:
     name = "t-" + uuid.uuid4().hex[:8]
     good, bad = submit_many(redis_server.url, new_tenant(name), [JOB, JOB], POOL)
-    client = redis_server.client()
-    worker = WorkerTaskStore(client, 3600, feed_depth=1000)
+    redis_client = redis_server.client()
+    worker = WorkerTaskStore(redis_client, 3600, feed_depth=1000)
     for task_id in (good, bad):
         assert worker.claim(task_id) is not None
     folder = f"{name}/2024-01-01/{good}/"
@@ -82,9 +82,9 @@ def test_finishing_drops_what_only_an_unfinished_task_needs(
     assert worker.finish(good, TaskStatus.SUCCEEDED, results)
     assert worker.finish(bad, TaskStatus.FAILED, [], "InternalError.Algo", "it broke")
 
-    kept = {field.decode() for field in client.hkeys(redis_keys.task(good))}
+    kept = {field.decode() for field in redis_client.hkeys(redis_keys.task(good))}
     assert not kept & (RUN_ONLY | {"code", "message", "envelope"}), kept
-    stored = client.hget(redis_keys.task(good), "results")
+    stored = redis_client.hget(redis_keys.task(good), "results")
     assert isinstance(stored, bytes) and stored.startswith(b'{"dir":')
     record = _record(redis_server, good, name)
     assert record is not None and record.results == results and record.usage() == {"image_count": 4}
@@ -95,6 +95,6 @@ def test_finishing_drops_what_only_an_unfinished_task_needs(
     )
     assert failed.metrics() == {"TOTAL": 4, "SUCCEEDED": 0, "FAILED": 4}
     # the day's counters were settled from the fields before they went
-    usage = client.hgetall(redis_keys.tenant_usage(name, utc_day(record.submit_ms)))
+    usage = redis_client.hgetall(redis_keys.tenant_usage(name, utc_day(record.submit_ms)))
     assert usage[b"images_succeeded"] == b"4" and usage[b"images_failed"] == b"4"
     assert usage[b"images"] == b"4"

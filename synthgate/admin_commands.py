@@ -149,7 +149,7 @@ def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
     async def main() -> None:
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            await args.action(TenantDirectory(client), args)
+            await args.action(TenantDirectory(client, settings.catalog.names()), args)
         finally:
             await client.aclose()
 

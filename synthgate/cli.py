@@ -17,7 +17,7 @@ from gateway.tenancy.auth import generate_api_key
 from synthgate.admin_commands import COMMANDS as ADMIN_COMMANDS
 from synthgate.admin_commands import add_admin_commands, run_admin_command
 from synthgate.storage_commands import add_storage_commands
-from taskcore.catalog import MODELS, UPSTREAM_QUEUE
+from taskcore.catalog import is_upstream_pool
 from taskcore.logs import configure_logging
 from taskcore.settings import Settings, SettingsError
 
@@ -78,7 +78,8 @@ def worker(settings: Settings) -> None:
 
     check_storage(settings)
     hostname = f"synthgate@{socket.gethostname()}-{os.getpid()}"
-    if served_queues(settings) == [UPSTREAM_QUEUE]:
+    queues = served_queues(settings)
+    if queues and all(is_upstream_pool(queue) for queue in queues):
         from workers.upstream_worker import run_upstream_worker
 
         run_upstream_worker(settings, hostname)
@@ -109,12 +110,12 @@ def run(settings: Settings) -> None:
 
 
 def _worker_pools(settings: Settings) -> list[str]:
-    """One worker for the local pools the routes use, one for upstream if any route uses it."""
-    routes = {model: settings.route(model) for model in MODELS}
-    local = sorted({MODELS[m].queue for m, route in routes.items() if route != "upstream"})
-    pools = [",".join(local)] if local else []
-    if any(route != "local" for route in routes.values()):
-        pools.append(UPSTREAM_QUEUE)
+    """One worker for the local pools of the catalog, one for its upstream pools if any
+    (the catalog has upstream pools only when a DashScope account is configured)."""
+    catalog = settings.catalog
+    pools = [",".join(catalog.local_pools())] if catalog.local_pools() else []
+    if catalog.upstream_pools():
+        pools.append("upstream")
     return pools
 
 

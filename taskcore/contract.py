@@ -7,7 +7,7 @@ carries only the task id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +24,12 @@ class GenerationRequest:
     width: int
     height: int
     n: int
-    steps: int
-    scale: float
+    steps: int  # 0: the model takes no steps
+    scale: float  # 0: the model takes no scale
     seed: int
+    # The model's own fields (prompt_extend, watermark, style, ref_img, ...), as the
+    # catalog's rules checked them: name -> value.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> str:
@@ -54,6 +57,9 @@ class ImageOutcome:
     png: bytes | None = None
     code: str | None = None
     message: str | None = None
+    # What the upstream says of the image besides its URL (``actual_prompt``,
+    # ``orig_prompt``), passed on to the client in its result.
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -67,11 +67,14 @@ class Reaper:
         self._reap_tasks = scripts.bind(client, "reap_tasks")
         self._take_over = scripts.bind(client, "take_over")
         self._requeue = scripts.bind(client, "requeue")
+        self._reconcile = scripts.bind(client, "upstream_reconcile")
 
     def run(self, pools: list[str], now_ms: int, *, take_over: bool = True) -> Reaped:
         """One pass; ``take_over=False`` (the caller was cut off from Redis less than a lease
         ago) leaves expired leases for a later pass."""
         tasks = self._reap_deadlines(now_ms)
+        # DashScope accounts' running slots of records that ended unseen (upstream_accounts).
+        tasks += int(self._reconcile(keys=[redis_keys.upstream_running_sets()], args=[]))
         cutoff = now_ms - int(self._terms.requeue_after_seconds * 1000)
         unstuck = 0
         for pool in pools:

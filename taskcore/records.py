@@ -105,7 +105,7 @@ class TaskRecord:
             out["end_time"] = format_time(self.end_ms)
         if self.results:
             out["results"] = [
-                {"url": url_for(item["key"])} if "key" in item else dict(item)
+                {"url": url_for(item["key"]), **_extra(item)} if "key" in item else dict(item)
                 for item in self.results
             ]
         out["task_metrics"] = self.metrics()
@@ -157,8 +157,21 @@ def encode_results(results: list[dict[str, str]]) -> bytes:
     folder = stored[0].rpartition("/")[0] + "/" if stored else ""
     if len(folder) < 2 or not all(key.startswith(folder) for key in stored):
         return orjson.dumps(results)
-    images = [item["key"][len(folder) :] if "key" in item else item for item in results]
+    images = [_relative(item, len(folder)) for item in results]
     return orjson.dumps({"dir": folder, "images": images})
+
+
+def _relative(item: dict[str, str], cut: int) -> str | dict[str, str]:
+    """A result as the compact form keeps it: a stored image's key alone (or with the
+    upstream's fields), a failed image as it is."""
+    if "key" not in item:
+        return item
+    return item["key"][cut:] if len(item) == 1 else {**item, "key": item["key"][cut:]}
+
+
+def _extra(item: dict[str, str]) -> dict[str, str]:
+    """A stored image's fields besides its key (the upstream's ``actual_prompt``, ...)."""
+    return {name: value for name, value in item.items() if name != "key"}
 
 
 def decode_results(raw: bytes) -> list[dict[str, str]]:
@@ -167,4 +180,9 @@ def decode_results(raw: bytes) -> list[dict[str, str]]:
     if isinstance(data, list):
         return data
     folder: str = data["dir"]
-    return [{"key": folder + item} if isinstance(item, str) else item for item in data["images"]]
+    return [
+        {"key": folder + item}
+        if isinstance(item, str)
+        else ({**item, "key": folder + item["key"]} if "key" in item else item)
+        for item in data["images"]
+    ]

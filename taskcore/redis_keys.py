@@ -167,3 +167,31 @@ def leases(pool: str) -> str:
     """Sorted set: the pool's RUNNING tasks (record keys), scored by when their worker's lease
     on them expires (ms); the reaper hands a task whose lease expired to another worker."""
     return f"{PREFIX}:pool:{pool}:leases"
+
+
+def upstream_running(account: str, model: str) -> str:
+    """Set: the task records running on DashScope under ``account`` for ``model`` (what
+    the account's ``max_running`` counts, for all upstream workers together)."""
+    return f"{PREFIX}:upstream:{account}:model:{model}:running"
+
+
+def upstream_submits(account: str) -> str:
+    """Sorted set: the account's recent submits to DashScope, scored by when (ms, Redis'
+    clock); what its ``submit_per_second`` counts."""
+    return f"{PREFIX}:upstream:{account}:submits"
+
+
+def upstream_rest(account: str) -> str:
+    """String: until when (ms) the account rests after DashScope throttled it."""
+    return f"{PREFIX}:upstream:{account}:rest"
+
+
+def upstream_running_sets() -> str:
+    """Set: every :func:`upstream_running` set in use, for the reaper's reconciliation."""
+    return f"{PREFIX}:upstream:running-sets"
+
+
+def upstream_accounts() -> str:
+    """Hash: account name -> its limits and models (JSON, no key), as workers registered
+    them; read by the gateway's metrics."""
+    return f"{PREFIX}:upstream:accounts"

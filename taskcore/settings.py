@@ -11,7 +11,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -20,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskcore.catalog import Catalog, CatalogError, load_catalog
 from taskcore.fairqueue import DEFAULT_DEPTH
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -35,10 +38,44 @@ class SettingsError(Exception):
     """A setting has a bad value; the message names the variable and the problem."""
 
 
+class UpstreamAccount(BaseModel):
+    """One DashScope account (API key) and the limits DashScope holds it to.
+
+    ``max_running`` counts per model (DashScope's concurrency limit is per account and
+    model); ``max_running_by_model`` overrides it for named models. ``models`` names the
+    upstream models the account serves (empty: all)."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    api_key: SecretStr
+    submit_per_second: float = Field(default=2.0, gt=0, le=10_000)
+    max_running: int = Field(default=2, ge=1, le=100_000)
+    max_running_by_model: dict[str, int] = Field(default_factory=dict)
+    models: tuple[str, ...] = ()
+
+    def serves(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+    def running_limit(self, model: str) -> int:
+        return self.max_running_by_model.get(model, self.max_running)
+
+
+# SYNTHGATE_UPSTREAM_API_KEY alone: one account with DashScope's documented default limits
+# (docs/upstream.md): 2 submits a second, 2 tasks running per model, 1 for wanx-v1.
+DEFAULT_ACCOUNT_LIMITS: dict[str, object] = {
+    "submit_per_second": 2.0,
+    "max_running": 2,
+    "max_running_by_model": {"wanx-v1": 1},
+}
+
+
 class Settings(BaseSettings):
     """Every setting of the gateway and the workers."""
 
     model_config = SettingsConfigDict(env_prefix="SYNTHGATE_", extra="ignore", frozen=True)
+
+    _catalog: Catalog = PrivateAttr()
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     host: str = "127.0.0.1"
@@ -115,14 +152,25 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     visibility_timeout_seconds: int = Field(default=7_200, ge=60)
 
-    # Routing: model -> "local" (GPU pool), "upstream" (DashScope), or "both" (local,
-    # spilling over to upstream when the local queue holds more than spillover_queue_depth).
+    # The model catalog (docs/upstream.md): a YAML or JSON file whose entries add to, or
+    # replace, the built-in ones (taskcore/models.yaml).
+    model_catalog: Path | None = None
+    # Routing overrides: model -> "local" (GPU pool), "upstream" (DashScope), or "both"
+    # (local, spilling over to upstream when the local queue holds more than
+    # spillover_queue_depth). The catalog's `runs` says the same; this wins.
     routes: dict[str, Route] = Field(default_factory=dict)
     spillover_queue_depth: int = Field(default=8, ge=0)
 
     # The upstream DashScope service.
     upstream_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
     upstream_api_key: SecretStr = SecretStr("")
+    # DashScope accounts and their limits, a JSON list (docs/upstream.md); empty: one
+    # account of upstream_api_key with DEFAULT_ACCOUNT_LIMITS.
+    upstream_accounts: tuple[UpstreamAccount, ...] = ()
+    # How long an account rests after DashScope throttled it (429), at least.
+    upstream_throttle_backoff_seconds: float = Field(default=1.0, gt=0, le=600)
+    # How long a synchronous call (no X-DashScope-Async, models DashScope answers so) waits.
+    sync_wait_seconds: float = Field(default=300.0, gt=0)
     upstream_max_inflight: int = Field(default=256, ge=1, le=4096)
     upstream_max_connections: int = Field(default=8, ge=1, le=1024)
     upstream_deadline_seconds: float = Field(default=900.0, gt=0)
@@ -172,24 +220,29 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("routes")
-    @classmethod
-    def _known_models(cls, value: dict[str, Route]) -> dict[str, Route]:
-        from taskcore.catalog import MODELS
-
-        unknown = sorted(set(value) - set(MODELS))
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; known: {sorted(MODELS)}")
-        return value
-
-    @field_validator("openai_default_model")
-    @classmethod
-    def _known_default_model(cls, value: str) -> str:
-        from taskcore.catalog import MODELS
-
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; known: {sorted(MODELS)}")
-        return value
+    @model_validator(mode="after")
+    def _load_catalog(self) -> Settings:
+        try:
+            catalog = load_catalog(self.model_catalog).with_routes(self.routes)
+        except CatalogError as exc:
+            field = "model_catalog" if self.model_catalog else "routes"
+            raise ValueError(f"SYNTHGATE_{field.upper()}: {exc}") from None
+        if self.openai_default_model not in catalog:
+            raise ValueError(
+                f"SYNTHGATE_OPENAI_DEFAULT_MODEL: unknown model {self.openai_default_model!r}"
+            )
+        for account in self.upstream_accounts:
+            unknown = sorted(set(account.models) - set(catalog.names()))
+            if unknown:
+                raise ValueError(
+                    f"SYNTHGATE_UPSTREAM_ACCOUNTS: account {account.name!r} names unknown "
+                    f"models {unknown}"
+                )
+        names = [account.name for account in self.upstream_accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("SYNTHGATE_UPSTREAM_ACCOUNTS: account names must be unique")
+        self._catalog = catalog if self.accounts() else catalog.without_upstream()
+        return self
 
     @field_validator("s3_bucket")
     @classmethod
@@ -238,13 +291,30 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
+                message = error["msg"].removeprefix("Value error, ")
+                if not error["loc"] and message.startswith("SYNTHGATE_"):
+                    problems.append(message)  # a check across settings names its variable
+                    continue
                 field = ".".join(str(part) for part in error["loc"]) or "settings"
-                problems.append(f"SYNTHGATE_{field.upper()}: {error['msg']}")
+                problems.append(f"SYNTHGATE_{field.upper()}: {message}")
             raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
 
-    def route(self, model: str) -> Route:
-        """Where ``model``'s tasks go (``local`` unless configured)."""
-        return self.routes.get(model, "local")
+    @property
+    def catalog(self) -> Catalog:
+        """The model catalog, built once when the settings were read."""
+        return self._catalog
+
+    def accounts(self) -> tuple[UpstreamAccount, ...]:
+        """The DashScope accounts: the configured list, else one of upstream_api_key."""
+        if self.upstream_accounts:
+            return self.upstream_accounts
+        if not self.upstream_api_key.get_secret_value():
+            return ()
+        return (
+            UpstreamAccount.model_validate(
+                {"name": "default", "api_key": self.upstream_api_key, **DEFAULT_ACCOUNT_LIMITS}
+            ),
+        )
 
     def result_hosts(self) -> tuple[str, ...]:
         """Host patterns (fnmatch) that upstream result URLs may point to."""

@@ -22,10 +22,8 @@ from fixtures.markers import mark_users
 from fixtures.processes import RedisServer
 from fixtures.s3 import AWS_ENV, MotoServer
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
-from fixtures.stack import Stack, start_stack
+from fixtures.stack import LOCAL_POOLS, Stack, start_stack
 from fixtures.tenants import register_tenant
-
-from taskcore.catalog import LOCAL_QUEUES
 
 # Fixtures that start processes or build pipelines: seconds each, so their users are slow.
 SLOW_FIXTURES = frozenset({"demo_weights_dir", "stack", "simulator", "moto_server"})
@@ -61,7 +59,7 @@ def stack(
     """Gateway + one worker for the local GPU pools (tiny demo pipelines on the CPU)."""
     env = {"SYNTHGATE_DEMO_WEIGHTS_DIR": str(demo_weights_dir)}
     with start_stack(
-        redis_server, tmp_path_factory.mktemp("stack"), env, [",".join(LOCAL_QUEUES)]
+        redis_server, tmp_path_factory.mktemp("stack"), env, [",".join(LOCAL_POOLS)]
     ) as running:
         yield running
 

@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
-from taskcore.catalog import UPSTREAM_QUEUE
+from taskcore.catalog import is_upstream_pool
 from taskcore.celery_queue import GENERATE_TASK, create_celery
 from taskcore.logs import uses_json
 from taskcore.settings import Settings
@@ -69,10 +69,10 @@ def worker_argv(settings: Settings, hostname: str) -> list[str]:
     process per GPU (``worker_concurrency``), each taking one task at a time. (The
     upstream pool runs no Celery worker: see ``workers/upstream_worker.py``.)"""
     queues = served_queues(settings)
-    if UPSTREAM_QUEUE in queues:
+    if any(is_upstream_pool(queue) for queue in queues):
         raise SystemExit(
-            "synthgate: run the upstream pool in a worker of its own "
-            f"(SYNTHGATE_WORKER_QUEUES={UPSTREAM_QUEUE}), not with {queues}"
+            "synthgate: run the upstream pools in a worker of their own "
+            f"(SYNTHGATE_WORKER_QUEUES=upstream), not with {queues}"
         )
     return [
         # Celery prints its start-up banner to stdout, which would break a JSON log stream.

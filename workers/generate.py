@@ -168,7 +168,7 @@ def store_images(
 def _result(outcome: ImageOutcome, key: str) -> dict[str, str]:
     if outcome.png is None:
         return {"code": outcome.code or "InternalError.Algo", "message": outcome.message or ""}
-    return {"key": key}
+    return {"key": key, **outcome.extra}
 
 
 def verdict(results: list[dict[str, str]]) -> Verdict:

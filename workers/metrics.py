@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from taskcore.catalog import UPSTREAM_QUEUE
+from taskcore.catalog import is_upstream_pool
 from taskcore.records import TaskStatus
 from taskcore.store.claims import Claim
 
@@ -79,6 +79,16 @@ UPSTREAM_ERRORS = Counter(
     "malformed, rejected).",
     ["op", "code"],
 )
+UPSTREAM_ACCOUNT_SUBMITS = Counter(
+    "synthgate_worker_upstream_account_submits_total",
+    "Submits sent to DashScope, by account (each waited for the account's turn).",
+    ["account"],
+)
+UPSTREAM_ACCOUNT_THROTTLED = Counter(
+    "synthgate_worker_upstream_account_throttled_total",
+    "429 answers DashScope gave an account; each starts the account's rest.",
+    ["account"],
+)
 UPLOAD_TIME = Histogram(
     "synthgate_worker_storage_upload_seconds",
     "One attempt to store an image, by storage (local, s3).",
@@ -121,7 +131,7 @@ def bounded_code(code: str) -> str:
 
 
 def backend_of(pool: str) -> str:
-    return "upstream" if pool == UPSTREAM_QUEUE else "diffusers"
+    return "upstream" if is_upstream_pool(pool) else "diffusers"
 
 
 @contextmanager
@@ -183,6 +193,14 @@ def upstream_request(op: str, seconds: float, outcome: int | str) -> None:
 def upstream_error(op: str, code: str) -> None:
     """An upstream answer that arrived but could not be used (malformed, rejected)."""
     UPSTREAM_ERRORS.labels(op, code).inc()
+
+
+def upstream_account_submit(account: str) -> None:
+    UPSTREAM_ACCOUNT_SUBMITS.labels(account).inc()
+
+
+def upstream_account_throttled(account: str) -> None:
+    UPSTREAM_ACCOUNT_THROTTLED.labels(account).inc()
 
 
 def upload_done(storage: str, seconds: float) -> None:

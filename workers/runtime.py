@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from taskcore.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from taskcore.catalog import Catalog, ModelSpec, is_upstream_pool
 from taskcore.contract import ImageOutcome
 from taskcore.settings import Settings
 from taskcore.store.claims import Claim, LeaseTerms
@@ -31,19 +31,39 @@ log = logging.getLogger("synthgate.worker")
 
 
 def served_queues(settings: Settings) -> list[str]:
-    """The pools this worker consumes: ``SYNTHGATE_WORKER_QUEUES``, or every local pool."""
-    if settings.worker_queues.strip():
-        return [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
-    return list(LOCAL_QUEUES)
+    """The pools this worker consumes: ``SYNTHGATE_WORKER_QUEUES``, or every local pool.
+    ``upstream`` stands for every upstream pool of the catalog."""
+    if not settings.worker_queues.strip():
+        return list(settings.catalog.local_pools())
+    queues: list[str] = []
+    for name in (q.strip() for q in settings.worker_queues.split(",")):
+        if name == UPSTREAM:
+            queues += [q for q in settings.catalog.upstream_pools() if q not in queues]
+        elif name and name not in queues:
+            queues.append(name)
+    return queues
+
+
+UPSTREAM = "upstream"  # in SYNTHGATE_WORKER_QUEUES: every upstream pool
+
+
+def pipeline_of(spec: ModelSpec) -> str:
+    """The diffusers backend's pipeline for a local model: its family's, or its own when the
+    catalog gives it weights of its own."""
+    return spec.name if spec.weights is not None else spec.family
 
 
 class LocalBackend:
     """The diffusers backend, fed claimed tasks of the local GPU pools."""
 
     def __init__(
-        self, diffusers: DiffusersBackend, progress: ProgressRecorder | None = None
+        self,
+        diffusers: DiffusersBackend,
+        catalog: Catalog,
+        progress: ProgressRecorder | None = None,
     ) -> None:
         self.diffusers = diffusers
+        self.catalog = catalog
         self.progress = progress
 
     def generate(self, claim: Claim) -> list[ImageOutcome]:
@@ -51,7 +71,10 @@ class LocalBackend:
         model = claim.request.model
         missing = [i for i in range(claim.request.n) if i not in claim.stored]
         return self.diffusers.generate(
-            MODELS[model].kind, claim.request, on_step=self._on_step(claim), indexes=missing
+            pipeline_of(self.catalog[model]),
+            claim.request,
+            on_step=self._on_step(claim),
+            indexes=missing,
         )
 
     def _on_step(self, claim: Claim) -> StepHook:
@@ -71,10 +94,10 @@ class LocalBackend:
     def preload(self, queue: str) -> None:
         """Load the pipelines of ``queue``'s models now, not in its first task."""
         _route_library_logs()  # before loading: diffusers and transformers log on import
-        for spec in MODELS.values():
-            if spec.queue == queue:
-                log.info("loading %s pipeline", spec.kind)
-                self.diffusers.load(spec.kind)
+        for spec in self.catalog.models.values():
+            if spec.local and spec.pool == queue:
+                log.info("loading the %s pipeline of %s", spec.family, spec.name)
+                self.diffusers.load(pipeline_of(spec))
 
 
 def _route_library_logs() -> None:
@@ -137,14 +160,19 @@ def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
     progress = ProgressRecorder(
         redis.Redis(connection_pool=pool), settings.progress_interval_seconds
     )
-    local = [q for q in queues if q in LOCAL_QUEUES]
+    catalog = settings.catalog
+    local = [q for q in queues if not is_upstream_pool(q)]
     if local:
         diffusers = DiffusersBackend.from_settings(settings)
-        runtime.backends.update({queue: LocalBackend(diffusers, progress) for queue in local})
-    if UPSTREAM_QUEUE in queues:
+        runtime.backends.update(
+            {queue: LocalBackend(diffusers, catalog, progress) for queue in local}
+        )
+    upstream = [q for q in queues if is_upstream_pool(q)]
+    if upstream:
         from workers.backends.upstream import UpstreamBackend
 
-        runtime.backends[UPSTREAM_QUEUE] = UpstreamBackend(settings, store, progress)
+        backend = UpstreamBackend(settings, store, progress)
+        runtime.backends.update({queue: backend for queue in upstream})
     return runtime
 
 

@@ -33,13 +33,13 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from taskcore.catalog import UPSTREAM_QUEUE
 from taskcore.logs import log_context
 from taskcore.settings import Settings
 from taskcore.store.async_worker import AsyncWorkerTaskStore
 from taskcore.store.claims import Claim
+from taskcore.upstream_accounts import AccountSlots, Taken
 from workers import metrics
-from workers.backends.upstream import UpstreamBackend
+from workers.backends.upstream import AccountUse, UpstreamBackend
 from workers.generate import (
     Verdict,
     failure_verdict,
@@ -50,12 +50,13 @@ from workers.generate import (
 )
 from workers.heartbeat import Heartbeat
 from workers.progress import UPSTREAM_PROGRESS
-from workers.runtime import WorkerRuntime, get_runtime
+from workers.runtime import WorkerRuntime, get_runtime, served_queues
 from workers.services import Service, worker_services
 
 log = logging.getLogger("synthgate.worker.upstream")
 
 _POP_TIMEOUT_SECONDS = 1  # how often an idle consumer looks at its stop flag
+_IDLE_SECONDS = 0.1  # how often a worker with room looks for tasks while none can be taken
 _POP_BATCH = 64  # messages taken in one round trip, at most
 _COPY_GRACE_SECONDS = 0.5  # see _Progress
 
@@ -67,28 +68,20 @@ def task_id_of(envelope: bytes | str) -> str:
     return str(args[0])
 
 
-async def _take(
-    client: aioredis.Redis, store: AsyncWorkerTaskStore, count: int
-) -> list[bytes | str]:
-    """Up to ``count`` messages, fed from the tenant lists and popped in one round trip;
-    blocks up to a second for one when nothing is waiting."""
-    taken: list[bytes | str] = list(await store.take(UPSTREAM_QUEUE, count))
-    if taken:
-        return taken
-    waited = await client.brpop([UPSTREAM_QUEUE], timeout=_POP_TIMEOUT_SECONDS)
-    return [waited[1]] if waited is not None else []
-
-
 class UpstreamWorker:
-    """Consumes the upstream pool's queue and runs its tasks on the backend's event loop."""
+    """Consumes the upstream pools' queues (one pool a model) and runs their tasks on the
+    backend's event loop, within the DashScope accounts' limits."""
 
-    def __init__(self, settings: Settings, runtime: WorkerRuntime) -> None:
-        backend = runtime.backend_for(UPSTREAM_QUEUE)
+    def __init__(self, settings: Settings, runtime: WorkerRuntime, pools: list[str]) -> None:
+        backend = runtime.backend_for(pools[0])
         assert isinstance(backend, UpstreamBackend)
         self._settings = settings
         self._runtime = runtime
         self._backend = backend
+        self._pools = [(pool, settings.catalog.model_of_pool(pool)) for pool in pools]
+        self._first = 0  # the pool the next take starts with: each in turn
         self._held: set[str] = set()
+        self._early: set[asyncio.Task[None]] = set()  # slot releases under way
         self._stopping = threading.Event()
 
     def run(self) -> None:
@@ -114,20 +107,35 @@ class UpstreamWorker:
             self._settings.feed_depth,
             self._runtime.store.lease,
         )
+        slots = AccountSlots(client, self._backend.accounts())
         running: set[asyncio.Task[None]] = set()
         renewer = asyncio.create_task(self._renew_forever(store))
         try:
-            await self._consume(client, store, running)
+            await slots.register()
+            await self._consume(store, slots, running)
             await self._drain(store, running)
         finally:
             renewer.cancel()
             await client.aclose()
             await self._backend.aclose()
 
+    async def _take(self, slots: AccountSlots, count: int) -> list[Taken]:
+        """Up to ``count`` messages across the pools, each pool's as far as the accounts
+        serving its model have room; the pools take turns at going first."""
+        taken: list[Taken] = []
+        order = self._pools[self._first :] + self._pools[: self._first]
+        self._first = (self._first + 1) % len(self._pools)
+        for pool, spec in order:
+            if len(taken) >= count or spec is None:
+                continue
+            depth = self._settings.feed_depth
+            taken += await slots.take(pool, spec.name, count - len(taken), depth)
+        return taken
+
     async def _consume(
         self,
-        client: aioredis.Redis,
         store: AsyncWorkerTaskStore,
+        slots: AccountSlots,
         running: set[asyncio.Task[None]],
     ) -> None:
         """Fill every free slot: as many messages as slots are free in one round trip (when
@@ -158,16 +166,60 @@ class UpstreamWorker:
                     await asyncio.wait_for(freed.wait(), _POP_TIMEOUT_SECONDS)
                 continue
             try:
-                envelopes = await _take(client, store, min(free, _POP_BATCH))
+                taken = await self._take(slots, min(free, _POP_BATCH))
             except redis.RedisError as exc:  # Redis restarting: the reaper keeps tasks safe
                 log.warning("upstream worker: cannot take tasks: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            for task_id, claim in await self._claim_all(store, envelopes):
+            if not taken:  # nothing waits, or every account is full: look again soon
+                freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), _IDLE_SECONDS)
+                continue
+            for task_id, claim, account in await self._claim_all(store, taken):
                 upstream += 1
-                task = asyncio.create_task(self._run(store, task_id, claim, _once(upstream_done)))
+                assert claim.request is not None
+                ended = self._ended_upstream(slots, task_id, account, claim.request.model)
+                use = self._account_use(slots, account, task_id)
+                task = asyncio.create_task(
+                    self._run(store, task_id, claim, _once(upstream_done, ended), use)
+                )
                 running.add(task)
                 task.add_done_callback(done)
+
+    def _ended_upstream(
+        self, slots: AccountSlots, task_id: str, account: str, model: str
+    ) -> Callable[[], None]:
+        """When the task has ended upstream: free its account's running slot at once (its
+        images are still to copy, which DashScope does not count)."""
+
+        def release() -> None:
+            if not account:
+                return
+            freeing = asyncio.ensure_future(slots.release(task_id, account, model))
+            self._early.add(freeing)  # held until done: the loop keeps only weak references
+            freeing.add_done_callback(self._early.discard)
+            freeing.add_done_callback(_released)
+
+        return release
+
+    def _account_use(self, slots: AccountSlots, name: str, task_id: str) -> AccountUse | None:
+        """How the task's submits keep to its account's limits."""
+        account = next((a for a in self._backend.accounts() if a.name == name), None)
+        if account is None:
+            return None
+        rest_at_least = self._settings.upstream_throttle_backoff_seconds
+
+        async def turn() -> None:
+            while (wait := await slots.submit_turn(account, task_id)) > 0:
+                await asyncio.sleep(wait)
+            metrics.upstream_account_submit(account.name)
+
+        async def throttled(seconds: float) -> None:
+            metrics.upstream_account_throttled(account.name)
+            await slots.rest(account.name, max(seconds, rest_at_least))
+
+        return AccountUse(account.name, turn, throttled)
 
     async def _drain(self, store: AsyncWorkerTaskStore, running: set[asyncio.Task[None]]) -> None:
         """Let tasks in flight finish within the grace period; hand the others back."""
@@ -198,17 +250,20 @@ class UpstreamWorker:
                 log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
 
     async def _claim_all(
-        self, store: AsyncWorkerTaskStore, envelopes: list[bytes | str]
-    ) -> list[tuple[str, Claim]]:
+        self, store: AsyncWorkerTaskStore, taken: list[Taken]
+    ) -> list[tuple[str, Claim, str]]:
         """Claim the tasks just taken, together (one round trip) and before the next take:
         a task taken starts (its lease, its scheduled time) at once, so what starts ahead
         of a newcomer's task is only what was fed before it."""
-        task_ids = []
-        for envelope in envelopes:
+        task_ids, accounts = [], {}
+        for message in taken:
             try:
-                task_ids.append(task_id_of(envelope))
+                task_id = task_id_of(message.message)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 log.error("dropping a message that is not a synthgate task: %s", exc)
+                continue
+            task_ids.append(task_id)
+            accounts[task_id] = message.account
         claimed = []
         for task_id, reply in zip(task_ids, await store.claim_many(task_ids), strict=True):
             if isinstance(reply, Exception):
@@ -219,7 +274,7 @@ class UpstreamWorker:
                 log_not_runnable(task_id, reply)
             else:
                 self._held.add(task_id)
-                claimed.append((task_id, reply))
+                claimed.append((task_id, reply, accounts[task_id]))
         return claimed
 
     async def _run(
@@ -228,14 +283,15 @@ class UpstreamWorker:
         task_id: str,
         claim: Claim,
         upstream_done: Callable[[], None],
+        account: AccountUse | None,
     ) -> None:
-        """Run a claimed task; ``upstream_done`` is called once the upstream is done with it
-        (at the latest when it ends here)."""
+        """Run a claimed task under ``account``; ``upstream_done`` is called once the
+        upstream is done with it (at the latest when it ends here)."""
         assert claim.request is not None
         context = log_context(task_id=task_id, tenant=claim.tenant, model=claim.request.model)
         try:
             with context, metrics.task_running(claim) as started:
-                ending = await self._execute(store, task_id, claim, upstream_done)
+                ending = await self._execute(store, task_id, claim, upstream_done, account)
                 if not await store.finish(task_id, *ending):
                     log.warning("task %s: another worker took it over", task_id)
                     return
@@ -252,10 +308,11 @@ class UpstreamWorker:
         task_id: str,
         claim: Claim,
         upstream_done: Callable[[], None],
+        account: AccountUse | None,
     ) -> Verdict:
         progress = _Progress(store, task_id)
         try:
-            made = await self._backend.make(claim, store.annotate, progress, upstream_done)
+            made = await self._backend.make(claim, store.annotate, progress, upstream_done, account)
             plan = plan_images(task_id, claim, made)
             if plan.objects:  # storage clients block: off the loop
                 loop = asyncio.get_running_loop()
@@ -273,17 +330,24 @@ class UpstreamWorker:
         return verdict(plan.results)
 
 
-def _once(call: Callable[[], None]) -> Callable[[], None]:
-    """``call``, which runs the first time only."""
+def _once(*calls: Callable[[], None]) -> Callable[[], None]:
+    """``calls``, which run the first time only."""
     called = False
 
     def once() -> None:
         nonlocal called
         if not called:
             called = True
-            call()
+            for call in calls:
+                call()
 
     return once
+
+
+def _released(freeing: asyncio.Future[None]) -> None:
+    if not freeing.cancelled() and freeing.exception() is not None:
+        # The task's final status frees the slot anyway.
+        log.warning("account slot not released early: %s", freeing.exception())
 
 
 class _Progress:
@@ -331,9 +395,9 @@ def _progress_written(write: asyncio.Task[bool]) -> None:
 
 
 def run_upstream_worker(settings: Settings, hostname: str) -> None:
-    """``synthgate worker`` for the upstream pool: the consumer, with the heartbeat and the
+    """``synthgate worker`` for the upstream pools: the consumer, with the heartbeat and the
     main process's services (see :mod:`workers.services`) around it."""
-    pools = [UPSTREAM_QUEUE]
+    pools = served_queues(settings)
     runtime = get_runtime(settings)
     heartbeat = Heartbeat(
         redis.Redis.from_url(settings.redis_url), pools, hostname, settings.worker_heartbeat_seconds
@@ -341,9 +405,9 @@ def run_upstream_worker(settings: Settings, hostname: str) -> None:
     services: list[Service] = [heartbeat, *worker_services(settings, pools)]
     for service in services:
         service.start()
-    log.info("worker ready for %s", UPSTREAM_QUEUE)
+    log.info("worker ready for %s", ", ".join(pools))
     try:
-        UpstreamWorker(settings, runtime).run()
+        UpstreamWorker(settings, runtime, pools).run()
     finally:
         for service in reversed(services):
             service.stop()

@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.contracts.dashscope import parse_submit
+from gateway.contracts.dashscope import builtin_catalog, parse_submit
 from gateway.edge.errors import ApiError, InvalidParameter
 from gateway.edge.responses import JsonResponse
-from taskcore.catalog import MODELS
+from taskcore.catalog import Catalog
 from taskcore.contract import GenerationRequest
 
 ResponseFormat = Literal["url", "b64_json"]
@@ -49,7 +49,9 @@ class ImagesRequest:
     response_format: ResponseFormat
 
 
-def parse_images_request(body: object, default_model: str) -> ImagesRequest:
+def parse_images_request(
+    body: object, default_model: str, catalog: Catalog | None = None
+) -> ImagesRequest:
     """Validate an OpenAI images body into the job it asks for."""
     if not isinstance(body, dict):
         raise InvalidParameter("The request body must be a JSON object.")
@@ -69,8 +71,9 @@ def parse_images_request(body: object, default_model: str) -> ImagesRequest:
     elif body.get("response_format") not in (None, "url"):
         raise InvalidParameter("'response_format' must be 'url' or 'b64_json'.")
     model = body.get("model") or default_model
-    if model not in MODELS:
-        known = ", ".join(sorted(MODELS))
+    catalog = catalog or builtin_catalog()
+    if not isinstance(model, str) or (model not in catalog and model not in catalog.unavailable):
+        known = ", ".join(catalog.names())
         raise InvalidParameter(f"The model {model!r:.80} does not exist; use one of: {known}.")
     parameters = {name: body[name] for name in ("seed", "steps", "scale") if name in body}
     parameters["n"] = _n(body.get("n"))
@@ -78,7 +81,7 @@ def parse_images_request(body: object, default_model: str) -> ImagesRequest:
     if size is not None:
         parameters["size"] = size
     text: dict[str, Any] = {"prompt": prompt, "negative_prompt": body.get("negative_prompt")}
-    job = parse_submit({"model": model, "input": text, "parameters": parameters})
+    job = parse_submit({"model": model, "input": text, "parameters": parameters}, catalog)
     return ImagesRequest(job, response_format)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.contracts.dashscope import MAX_SEED
-from taskcore.catalog import MODELS
 
 
 def _integer(low: int, high: int, description: str) -> dict[str, Any]:
@@ -26,11 +25,16 @@ def submit_openapi() -> dict[str, Any]:
             "size": {
                 "type": "string",
                 "pattern": r"^[0-9]{3,4}\*[0-9]{3,4}$",
-                "description": "W*H; stable-diffusion-v1.5: 512*512 only",
+                "description": "W*H; each model's sizes: GET /api/v1/models",
             },
-            "n": _integer(1, 4, "images, default 1"),
-            "steps": _integer(1, 500, "denoising steps, default 50"),
-            "scale": {"type": "number", "minimum": 1, "maximum": 15, "description": "default 10"},
+            "n": _integer(1, 4, "images; default: the model's (GET /api/v1/models)"),
+            "steps": _integer(1, 500, "denoising steps (Stable Diffusion), default 50"),
+            "scale": {
+                "type": "number",
+                "minimum": 1,
+                "maximum": 15,
+                "description": "guidance scale (Stable Diffusion), default 10",
+            },
             "seed": _integer(0, MAX_SEED, "random when absent; image i uses seed + i"),
         },
     }
@@ -38,7 +42,7 @@ def submit_openapi() -> dict[str, Any]:
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": {"type": "string", "enum": sorted(MODELS)},
+            "model": {"type": "string", "description": "a model of GET /api/v1/models"},
             "input": {
                 "type": "object",
                 "required": ["prompt"],
@@ -53,7 +57,9 @@ def submit_openapi() -> dict[str, Any]:
     header = {
         "name": "X-DashScope-Async",
         "in": "header",
-        "required": True,
+        "required": False,
+        "description": "enable: answer at once with the task (PENDING); left out: wait for "
+        "the result, for the models DashScope answers synchronously (GET /api/v1/models: sync)",
         "schema": {"type": "string", "enum": ["enable"]},
     }
     return {

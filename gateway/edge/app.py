@@ -22,7 +22,16 @@ from gateway.intake.admission import Submitter
 from gateway.intake.routing import Dispatcher
 from gateway.operations.metrics import MetricsMiddleware
 from gateway.operations.readiness import Readiness
-from gateway.routes import admin, events, files, health, metrics, openai_images, tasks
+from gateway.routes import (
+    admin,
+    events,
+    files,
+    health,
+    metrics,
+    models,
+    openai_images,
+    tasks,
+)
 from gateway.tenancy.auth import KeyDirectory
 from gateway.tenancy.directory import TenantDirectory
 from taskcore.celery_queue import create_celery
@@ -50,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
         app.state.image_reader = await open_image_reader(settings)
         app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
-        app.state.directory = TenantDirectory(client)
+        app.state.directory = TenantDirectory(client, settings.catalog.names())
         if settings.storage == "s3":
             app.state.image_urls = await open_presigner(settings)
         else:
@@ -75,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(tasks.router)
     app.include_router(events.router)
+    app.include_router(models.router)
     app.include_router(openai_images.router)
     if settings.storage == "local":  # S3 images are downloaded from S3 itself
         app.include_router(files.router)

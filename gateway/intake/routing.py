@@ -14,7 +14,6 @@ from gateway.intake.admission import PLAIN, Accepted, SubmitOptions, Submitter
 from gateway.operations.metrics import record_submit
 from gateway.operations.pool_stats import pool_depth
 from gateway.tenancy.auth import Caller
-from taskcore.catalog import MODELS, UPSTREAM_QUEUE
 from taskcore.celery_queue import TaskMessages
 from taskcore.contract import GenerationRequest
 from taskcore.logs import bind
@@ -30,15 +29,14 @@ class Dispatcher:
         self._settings = settings
 
     async def queue_for(self, model: str) -> str:
-        route = self._settings.route(model)
-        local = MODELS[model].queue
-        if route == "local":
-            return local
-        if route == "upstream":
-            return UPSTREAM_QUEUE
+        spec = self._settings.catalog[model]
+        if spec.runs == "local":
+            return spec.pool
+        if spec.runs == "upstream":
+            return spec.upstream_pool
         # "both": what waits for the local pool, in its Celery queue and its fair queue.
-        depth = await pool_depth(self._redis, local)
-        return UPSTREAM_QUEUE if depth > self._settings.spillover_queue_depth else local
+        depth = await pool_depth(self._redis, spec.pool)
+        return spec.upstream_pool if depth > self._settings.spillover_queue_depth else spec.pool
 
     def message(self, task_id: str, queue: str) -> bytes:
         """The message that runs the task on ``queue`` (only the task id: the record is the

@@ -30,7 +30,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.operations.pool_stats import PoolStats
+from gateway.operations.pool_stats import AccountStats, PoolStats
 from taskcore.logs import context_value, log_context
 
 log = logging.getLogger("synthgate.gateway.access")
@@ -191,8 +191,40 @@ class _PoolCollector:
             yield family
 
 
-def render(stats: Iterable[PoolStats] | None) -> bytes:
-    """The exposition text: recorded metrics plus the pool gauges (None: Redis is down)."""
+class _AccountCollector:
+    """Each DashScope account's running tasks per model, its limit, and what waits."""
+
+    def __init__(self, accounts: Iterable[AccountStats]) -> None:
+        self._accounts = list(accounts)
+
+    def collect(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "synthgate_upstream_account_running",
+            "Tasks running on DashScope under the account, per model (all workers).",
+            labels=["account", "model"],
+        )
+        limit = GaugeMetricFamily(
+            "synthgate_upstream_account_max_running",
+            "The account's limit of tasks running at once, per model.",
+            labels=["account", "model"],
+        )
+        waiting = GaugeMetricFamily(
+            "synthgate_upstream_account_waiting",
+            "Tasks waiting in the fair queue for the models the account serves.",
+            labels=["account"],
+        )
+        for stats in self._accounts:
+            for model, count in stats.running.items():
+                running.add_metric([stats.account, model], float(count))
+                limit.add_metric([stats.account, model], float(stats.max_running[model]))
+            waiting.add_metric([stats.account], float(stats.waiting))
+        yield from (running, limit, waiting)
+
+
+def render(stats: Iterable[PoolStats] | None, accounts: Iterable[AccountStats] = ()) -> bytes:
+    """The exposition text: recorded metrics plus the pool gauges (None: Redis is down) and
+    the DashScope accounts' gauges."""
     pools = CollectorRegistry(auto_describe=False)
     pools.register(_PoolCollector(stats))
+    pools.register(_AccountCollector(accounts))
     return generate_latest(_registry()) + generate_latest(pools)

@@ -27,11 +27,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from taskcore import redis_keys
-from taskcore.catalog import LOCAL_QUEUES, MODELS, UPSTREAM_QUEUE
+from taskcore.catalog import Catalog, ModelSpec
 from taskcore.priority import ORDER
 from taskcore.settings import Settings
-
-POOLS: tuple[str, ...] = (*LOCAL_QUEUES, UPSTREAM_QUEUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +43,8 @@ class PoolStats:
 
 
 def routed_pools(settings: Settings) -> list[str]:
-    """The pools the configured routes send tasks to (each needs a live worker)."""
-    pools: set[str] = set()
-    for name, spec in MODELS.items():
-        route = settings.route(name)
-        if route != "upstream":
-            pools.add(spec.queue)
-        if route != "local":
-            pools.add(UPSTREAM_QUEUE)
-    return sorted(pools)
+    """The pools the catalog sends tasks to (each needs a live worker)."""
+    return list(settings.catalog.pools())
 
 
 async def pool_depth(client: aioredis.Redis, pool: str) -> int:
@@ -65,7 +56,7 @@ async def pool_depth(client: aioredis.Redis, pool: str) -> int:
     return int(queued) + int(backlog)
 
 
-async def live_workers(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> dict[str, int]:
+async def live_workers(client: aioredis.Redis, pools: Sequence[str]) -> dict[str, int]:
     """Workers of each pool whose heartbeat has not expired (see workers.heartbeat)."""
     now_ms = time.time() * 1000
     async with client.pipeline(transaction=False) as pipe:
@@ -75,7 +66,7 @@ async def live_workers(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> 
     return {pool: int(n) for pool, n in zip(pools, replies, strict=True)}
 
 
-async def pool_stats(client: aioredis.Redis, pools: Sequence[str] = POOLS) -> list[PoolStats]:
+async def pool_stats(client: aioredis.Redis, pools: Sequence[str]) -> list[PoolStats]:
     """Depth, oldest waiting age and live workers of each pool."""
     now_ms = time.time() * 1000
     async with client.pipeline(transaction=False) as pipe:
@@ -145,3 +136,47 @@ def _record_key(message: bytes | None) -> str | None:
     except (orjson.JSONDecodeError, binascii.Error, KeyError, IndexError, TypeError):
         return None
     return redis_keys.task(task_id) if isinstance(task_id, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStats:
+    """One DashScope account now: its tasks running per model against its limit, and the
+    tasks waiting for the models it serves (see taskcore.upstream_accounts)."""
+
+    account: str
+    running: dict[str, int]  # model -> tasks running upstream under the account
+    max_running: dict[str, int]  # model -> the account's limit
+    waiting: int
+
+
+async def account_stats(client: aioredis.Redis, catalog: Catalog) -> list[AccountStats]:
+    """Every account the upstream workers registered, read in two round trips."""
+    registered = await client.hgetall(redis_keys.upstream_accounts())
+    accounts: list[tuple[str, list[ModelSpec], dict[str, int]]] = []
+    for key, raw in sorted(registered.items()):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        try:
+            limits = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        served = [m for m in catalog.models.values() if m.upstream]
+        if limits.get("models"):
+            served = [m for m in served if m.name in limits["models"]]
+        by_model = limits.get("max_running_by_model") or {}
+        maxima = {m.name: int(by_model.get(m.name, limits.get("max_running", 0))) for m in served}
+        accounts.append((name, served, maxima))
+    async with client.pipeline(transaction=False) as pipe:
+        for name, served, _ in accounts:
+            for spec in served:
+                pipe.scard(redis_keys.upstream_running(name, spec.name))
+                pipe.llen(redis_keys.celery_queue(spec.upstream_pool))
+                pipe.llen(redis_keys.backlog(spec.upstream_pool))
+        replies = iter(await pipe.execute())
+    stats = []
+    for name, served, maxima in accounts:
+        running, waiting = {}, 0
+        for spec in served:
+            running[spec.name] = int(next(replies))
+            waiting += int(next(replies)) + int(next(replies))
+        stats.append(AccountStats(name, running, maxima, waiting))
+    return stats

@@ -64,7 +64,7 @@ class Readiness:
 
     async def _count_workers(self, counts: dict[str, int]) -> str:
         """Fill ``counts`` with live workers per pool; ok when every routed pool has one."""
-        counts.update(await live_workers(self.client))
+        counts.update(await live_workers(self.client, routed_pools(self.settings)))
         missing = [pool for pool in routed_pools(self.settings) if not counts[pool]]
         return f"no live worker for {', '.join(missing)}" if missing else OK
 

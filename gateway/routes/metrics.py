@@ -12,7 +12,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from gateway.operations.metrics import render
-from gateway.operations.pool_stats import PoolStats, pool_stats
+from gateway.operations.pool_stats import (
+    AccountStats,
+    PoolStats,
+    account_stats,
+    pool_stats,
+    routed_pools,
+)
 
 router = APIRouter()
 
@@ -25,11 +31,15 @@ REDIS_TIMEOUT_SECONDS = 2.0
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     stats: list[PoolStats] | None
+    accounts: list[AccountStats] = []
+    settings, client = request.app.state.settings, request.app.state.redis
     try:
-        stats = await asyncio.wait_for(pool_stats(request.app.state.redis), REDIS_TIMEOUT_SECONDS)
+        async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+            stats = await pool_stats(client, routed_pools(settings))
+            accounts = await account_stats(client, settings.catalog)
     except (redis.RedisError, OSError, TimeoutError) as exc:
         log.debug("metrics: pool gauges left out, Redis did not answer: %s", exc)
         stats = None
     # Rendering reads every process's files in multiprocess mode: off the event loop.
-    body = await run_in_threadpool(render, stats)
+    body = await run_in_threadpool(render, stats, accounts)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -37,7 +37,7 @@ from gateway.intake.options import submit_options
 from gateway.intake.routing import enqueue
 from gateway.operations.metrics import record_rejection
 from gateway.routes.tasks import task_body
-from taskcore.catalog import MODELS
+from gateway.tenancy.auth import allowed_models
 from taskcore.image_urls import ImageUrls
 from taskcore.logs import context_value
 from taskcore.records import TaskRecord, TaskStatus
@@ -85,7 +85,7 @@ async def generate_images(
 ) -> JsonResponse:
     """Make the images and answer when they are stored (or the wait runs out)."""
     settings = request.app.state.settings
-    wanted = parse_images_request(body, settings.openai_default_model)
+    wanted = parse_images_request(body, settings.openai_default_model, settings.catalog)
     options = submit_options(request.headers, body, "openai")
     accepted = await enqueue(request, submitter, caller, wanted.job, options=options)
     headers = {TASK_HEADER: accepted.task_id, **accepted.headers()}
@@ -103,10 +103,12 @@ async def generate_images(
 
 
 @router.get("/models")
-async def list_models(caller: CurrentCaller) -> JsonResponse:
-    """The models the images endpoint accepts, in OpenAI's list shape."""
+async def list_models(request: Request, caller: CurrentCaller) -> JsonResponse:
+    """The models the images endpoint accepts for this tenant, in OpenAI's list shape."""
+    catalog = request.app.state.settings.catalog
+    names = await allowed_models(request.app.state.redis, caller.tenant, catalog.names())
     data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "synthgate"} for name in MODELS
+        {"id": name, "object": "model", "created": 0, "owned_by": "synthgate"} for name in names
     ]
     return JsonResponse({"object": "list", "data": data})
 

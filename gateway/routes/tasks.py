@@ -18,6 +18,7 @@ from gateway.edge.responses import JsonResponse, reply
 from gateway.intake.idempotency import REPLAYED_HEADER
 from gateway.intake.options import requested_callback, submit_options, vet_submit_callback
 from gateway.intake.routing import enqueue
+from taskcore.catalog import Catalog
 from taskcore.image_urls import ImageUrls
 from taskcore.records import TaskRecord, TaskStatus, format_time
 
@@ -28,28 +29,42 @@ log = logging.getLogger("synthgate.gateway")
 
 @router.post("/services/aigc/text2image/image-synthesis", openapi_extra=submit_openapi())
 async def submit(request: Request, caller: CurrentCaller) -> JsonResponse:
-    """Validate, then (within the tenant's limits) record a PENDING task and queue it."""
+    """Validate, then (within the tenant's limits) record a PENDING task and queue it; for a
+    synchronous call (no ``X-DashScope-Async``, a model DashScope answers so) wait for it."""
     body = await json_body(request)
-    if request.headers.get("x-dashscope-async", "").strip().lower() != "enable":
+    settings = request.app.state.settings
+    synchronous = request.headers.get("x-dashscope-async", "").strip().lower() != "enable"
+    if synchronous and not _answers_synchronously(settings.catalog, body):
         raise AccessDenied(
             "current user api does not support synchronous calls; "
             "send the header 'X-DashScope-Async: enable'."
         )
     submitter = submitter_of(request)
-    job = parse_submit(body)
+    job = parse_submit(body, settings.catalog, request.headers)
     options = submit_options(request.headers, body, "dashscope")
     callback = requested_callback(request.headers, body)
     if callback:
-        settings = request.app.state.settings
         redis = request.app.state.redis
         await vet_submit_callback(callback, caller.tenant, redis, settings.webhook_allow_private)
     accepted = await enqueue(request, submitter, caller, job, callback=callback, options=options)
-    output = {"task_id": accepted.task_id, "task_status": "PENDING"}
-    response = reply(request, {"output": output})
+    if synchronous:
+        watcher = request.app.state.watcher
+        await watcher.until_final(accepted.task_id, caller.tenant, settings.sync_wait_seconds)
+        record = await store_of(request).get(accepted.task_id, caller.tenant)
+        answer = task_body(request, accepted.task_id, record, image_urls_of(request))
+    else:
+        answer = {"output": {"task_id": accepted.task_id, "task_status": "PENDING"}}
+    response = reply(request, answer)
     response.headers.update(accepted.headers())
     if accepted.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response
+
+
+def _answers_synchronously(catalog: Catalog, body: object) -> bool:
+    model = body.get("model") if isinstance(body, dict) else None
+    spec = catalog.get(model) if isinstance(model, str) else None
+    return spec is not None and spec.sync
 
 
 @router.get("/tasks/{task_id}")

@@ -68,3 +68,11 @@ class KeyDirectory:
             self._cache.clear()
         self._cache[digest] = (now + self._cache_seconds, caller)
         return caller
+
+
+async def allowed_models(client: aioredis.Redis, tenant: str, names: list[str]) -> list[str]:
+    """Those of ``names`` the tenant may call (its ``models`` limit; empty: every model)."""
+    raw = await client.hget(redis_keys.tenant(tenant), "models")
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+    allowed = {name for name in text.split(",") if name}
+    return [name for name in names if not allowed or name in allowed]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
@@ -43,14 +43,19 @@ def _new_key_id() -> str:
 class TenantDirectory:
     """Tenants and keys: every admin operation, atomic in Redis."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, models: Collection[str] = ()) -> None:
         self._redis = client
+        self._models = models  # the catalog's names, which a tenant's models must be among
         self._create = scripts.bind(client, "tenant_create")
         self._ensure = scripts.bind(client, "tenant_ensure")
         self._add_key = scripts.bind(client, "key_add")
         self._update = scripts.bind(client, "tenant_update")
         self._revoke = scripts.bind(client, "key_revoke")
         self._set_secret = scripts.bind(client, "webhook_secret_set")
+
+    def _check_models(self, limits: Limits) -> None:
+        if self._models:
+            limits.check_models(self._models)
 
     def _key_args(
         self,
@@ -78,6 +83,7 @@ class TenantDirectory:
     ) -> tuple[Tenant, NewKey]:
         """A new tenant with one new key; raises :class:`TenantExists`."""
         validate_name(name)
+        self._check_models(limits)
         api_key, key_id = generate_api_key(), _new_key_id()
         script_keys, args = self._key_args(name, key_id, label, api_key, limits, webhooks)
         if not await self._create(keys=script_keys, args=args):
@@ -124,6 +130,8 @@ class TenantDirectory:
         updates of different fields both hold."""
         current = await self.get(name)
         limits = dataclasses.replace(current.limits, **changes)  # validates the result
+        if "models" in changes:
+            self._check_models(limits)
         fields = {key: value for key, value in limits.fields().items() if key in changes}
         hooks = Webhooks(
             current.webhooks.url if webhook_url is None else webhook_url.strip(),

@@ -10,9 +10,9 @@ touches several keys is one Lua script.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
-from taskcore.catalog import MODELS
 from taskcore.webhooks.targets import CallbackRefused, normalize_hosts, parse_target
 
 # Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py).
@@ -59,11 +59,14 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
                 raise AccountError(f"{name} must be an integer from 0 (unlimited) to {MAX_LIMIT}")
-        unknown = sorted(set(self.models) - set(MODELS))
-        if unknown:
-            raise AccountError(f"unknown models {unknown}; known: {sorted(MODELS)}")
         if not MIN_WEIGHT <= self.weight <= MAX_WEIGHT:
             raise AccountError(f"weight must be from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}")
+
+    def check_models(self, known: Collection[str]) -> None:
+        """Raise :class:`AccountError` when a model is not in the catalog."""
+        unknown = sorted(set(self.models) - set(known))
+        if unknown:
+            raise AccountError(f"unknown models {unknown}; known: {sorted(known)}")
 
     def fields(self) -> dict[str, str]:
         """The tenant hash's fields for these limits."""
@@ -124,8 +127,8 @@ class Tenant:
             rpm=int(text("rpm") or 0),
             max_concurrent=int(text("max_concurrent") or 0),
             daily_images=int(text("daily_images") or 0),
-            # A model dropped from the catalog since stays allowed but can no longer be used.
-            models=tuple(m for m in models if m in MODELS),
+            # A model dropped from the catalog since stays listed but can no longer be used.
+            models=tuple(models),
             weight=float(text("weight") or 1),
         )
         return cls(

@@ -44,6 +44,7 @@ class WhenFull(Enum):
 
 # Fragments in the order they are pasted, each with the fragments it needs itself.
 FRAGMENTS: dict[str, tuple[str, ...]] = {
+    "clock": (),  # redis_now_ms(): Redis' own clock
     "keys": (),  # k_*(): every Redis key name, as taskcore.redis_keys names them
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
     "webhook_enqueue": ("keys",),  # a final task's webhook delivery, due now
@@ -186,6 +187,22 @@ SCRIPTS: dict[str, ScriptSpec] = {
             ),
         ),
         ScriptSpec("requeue", _RUNS, (), ("queue", "starting"), ("cutoff_ms", "now_ms")),
+        # DashScope accounts' limits (taskcore.upstream_accounts).
+        ScriptSpec(
+            "upstream_take",
+            _REFUSED,
+            ("keys", "fairqueue", "clock"),
+            (*_POOL, "running_sets", "running_submits_rest..."),
+            ("count", "depth", "name_limit_per_window_window_ms..."),
+        ),
+        ScriptSpec(
+            "upstream_submit",
+            _RUNS,
+            ("clock",),
+            ("submits", "rest"),
+            ("window_ms", "per_window", "task"),
+        ),
+        ScriptSpec("upstream_reconcile", _RUNS, (), ("running_sets",), ()),
         # Tenants and keys (gateway.tenancy).
         ScriptSpec("key_lookup", _DEFAULT, ("keys",), ("api_key",), ("now_ms",)),
         ScriptSpec("tenant_create", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),

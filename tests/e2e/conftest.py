@@ -14,10 +14,8 @@ from fixtures.markers import mark_folder
 from fixtures.processes import RedisServer, running_redis
 from fixtures.s3 import MotoServer, s3_env
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
-from fixtures.stack import Gateways, Stack, start_gateways, start_stack
+from fixtures.stack import SD_MODELS, Gateways, Stack, start_gateways, start_stack
 from fixtures.webhooks import HookStack, start_hook_stack
-
-from taskcore.catalog import MODELS
 
 HERE = Path(__file__).parent
 
@@ -53,7 +51,7 @@ def upstream_stack(
 ) -> Iterator[Stack]:
     """Gateway + one upstream worker; every model routed to the simulator."""
     env = {
-        "SYNTHGATE_ROUTES": json.dumps({model: "upstream" for model in MODELS}),
+        "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(SD_MODELS, "upstream")),
         "SYNTHGATE_UPSTREAM_BASE_URL": simulator.api,
         "SYNTHGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
         "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",

@@ -12,11 +12,9 @@ import httpx
 import pytest
 from fixtures.metrics import scrape
 from fixtures.processes import RedisServer, wait_until
-from fixtures.stack import Stack, start_stack
+from fixtures.stack import SD_MODELS, Stack, start_stack
 from fixtures.tasks import body, submit
 from fixtures.tenants import register_tenant
-
-from taskcore.catalog import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +24,7 @@ def lone_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis = RedisServer(tmp_path_factory.mktemp("lone-redis"))
     redis.start()
     env = {
-        "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(MODELS, "upstream")),
+        "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(SD_MODELS, "upstream")),
         "SYNTHGATE_UPSTREAM_BASE_URL": "http://127.0.0.1:9/api/v1",
         "SYNTHGATE_UPSTREAM_API_KEY": "sk-unused-upstream-key",
     }

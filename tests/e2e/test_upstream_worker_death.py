@@ -21,12 +21,11 @@ from fixtures.chaos import (
 )
 from fixtures.processes import RedisServer, wait_until
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
-from fixtures.stack import Stack, start_stack
+from fixtures.stack import SD_MODELS, Stack, start_stack
 from fixtures.tasks import FINAL, body, submit, wait_status
 from fixtures.webhooks import FAST_WEBHOOK_ENV, running_receiver
 
 from taskcore import redis_keys
-from taskcore.catalog import MODELS
 
 GRACE_SECONDS = 1.5
 ADMIN_TOKEN = "admin-" + secrets.token_hex(8)
@@ -43,7 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, simulator: SimulatorProcess)
         **FAST_WEBHOOK_ENV,
         "SYNTHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
         "SYNTHGATE_WORKER_GRACE_SECONDS": str(GRACE_SECONDS),
-        "SYNTHGATE_ROUTES": json.dumps({model: "upstream" for model in MODELS}),
+        "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(SD_MODELS, "upstream")),
         "SYNTHGATE_UPSTREAM_BASE_URL": simulator.api,
         "SYNTHGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
         "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",

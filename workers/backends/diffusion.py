@@ -63,8 +63,10 @@ def kind_for_model(model: str) -> PipelineKind:
 class DiffusersBackend:
     """Makes images with Stable Diffusion 1.5 / XL pipelines on a GPU or CPU.
 
-    ``weights`` maps each served kind to a diffusers folder, or to None for
-    tiny random demo weights (built under ``demo_cache_dir``; images are
+    ``weights`` maps each served pipeline to a diffusers folder, or to None for
+    tiny random demo weights; a pipeline is named by its kind (``sd15``, ``sdxl``), or,
+    for a model of the catalog with weights of its own (a company fine-tune), by the
+    model's name with its kind in ``families`` (built under ``demo_cache_dir``; images are
     noise). ``device`` is "auto" (CUDA when present), "cuda[:i]" or "cpu";
     CUDA runs in fp16, the CPU in fp32. ``options`` say how pipelines are sped
     up (default: no torch.compile); ``sdxl_vae_dir`` is an fp16-safe SDXL VAE
@@ -78,8 +80,10 @@ class DiffusersBackend:
         device: str = "auto",
         options: PipelineOptions | None = None,
         sdxl_vae_dir: Path | None = None,
+        families: Mapping[str, str] | None = None,
     ) -> None:
-        unknown = set(weights) - set(get_args(PipelineKind))
+        self._families = dict(families or {})
+        unknown = {name for name in weights if self._family(name) not in get_args(PipelineKind)}
         if unknown:
             raise ValueError(f"unknown pipeline kinds: {sorted(unknown)}")
         self._weights = dict(weights)
@@ -100,6 +104,10 @@ class DiffusersBackend:
                     self._demo_cache_dir / kind,
                 )
 
+    def _family(self, name: str) -> str:
+        """The pipeline kind of pipeline ``name`` (a kind itself, or a fine-tune's name)."""
+        return self._families.get(name, name)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> DiffusersBackend:
         """The backend that ``settings`` describe (weights, device, speed options)."""
@@ -110,12 +118,18 @@ class DiffusersBackend:
             fuse_qkv=settings.fuse_qkv,
             max_batch=settings.max_batch,
         )
+        weights: dict[str, Path | None] = dict(settings.weights_dirs())
+        families: dict[str, str] = {}
+        for spec in settings.catalog.models.values():
+            if spec.local and spec.weights is not None:
+                weights[spec.name], families[spec.name] = spec.weights, spec.family
         return cls(
-            settings.weights_dirs(),
+            weights,
             settings.demo_weights_dir,
             settings.device,
             options=options,
             sdxl_vae_dir=settings.sdxl_vae_weights_dir,
+            families=families,
         )
 
     @property
@@ -182,7 +196,7 @@ class DiffusersBackend:
         """
         check_batchable(requests)
         first = requests[0]
-        if kind_for_model(first.model) != kind:
+        if _MODEL_KINDS.get(first.model, self._family(kind)) != self._family(kind):
             raise ValueError(f"model {first.model!r} is not served by the {kind!r} pipeline")
         pipe = self.load(kind)
         specs = image_specs(requests)
@@ -267,9 +281,10 @@ class DiffusersBackend:
         path = self._weights_path(kind)
         device = self._resolve_device()
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        family = self._family(kind)
         # diffusers 0.42 deprecates torch_dtype= for dtype=, which older releases
         # ignore; only then cast afterwards (the cast warns, so not always).
-        if kind == "sd15":
+        if family == "sd15":
             pipe = StableDiffusionPipeline.from_pretrained(
                 path, dtype=dtype, safety_checker=None, requires_safety_checker=False
             )
@@ -289,8 +304,8 @@ class DiffusersBackend:
             dtype,
             time.monotonic() - started,
         )
-        _warn_if_vae_upcasts(pipe, kind)
-        optimize_pipeline(pipe, kind, self.options)
+        _warn_if_vae_upcasts(pipe, family)
+        optimize_pipeline(pipe, family, self.options)
         return pipe
 
     def _sdxl_vae(self, dtype: torch.dtype) -> dict[str, object]:
@@ -306,7 +321,7 @@ class DiffusersBackend:
         if path is not None:
             return Path(path)
         # __init__ accepted only known kinds.
-        return build_demo_pipeline(cast(PipelineKind, kind), self._demo_cache_dir)
+        return build_demo_pipeline(cast(PipelineKind, self._family(kind)), self._demo_cache_dir)
 
     def _resolve_device(self) -> str:
         import torch

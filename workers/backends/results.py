@@ -49,7 +49,11 @@ class ResultFetcher:
         self._http = http
         self._policy = policy
 
-    async def fetch(self, index: int, url: str, deadline: float) -> ImageOutcome:
+    async def fetch(
+        self, index: int, url: str, deadline: float, extra: dict[str, str] | None = None
+    ) -> ImageOutcome:
+        """Image ``index`` from ``url``; ``extra`` (the upstream's fields of the result)
+        goes with it when it comes."""
         try:
             self._check_url(url)
         except _Rejected as exc:
@@ -75,7 +79,7 @@ class ResultFetcher:
                 problem = f"the download failed ({failure})"
             else:
                 metrics.upstream_request(DOWNLOAD, time.perf_counter() - started, 200)
-                return ImageOutcome(index, png=png)
+                return ImageOutcome(index, png=png, extra=extra or {})
             if time.time() + 0.5 * 2**attempt >= deadline:
                 break
             await asyncio.sleep(0.5 * 2**attempt)

@@ -5,6 +5,10 @@ task resumes polling instead of paying twice) → poll ``GET /tasks/{id}`` until
 final status → fetch each result URL → our storage. Polling adapts to the
 upstream's observed latency per model, so a task is seen finished soon after it
 finishes without hammering the upstream meanwhile.
+
+Each task runs under one DashScope account (its API key): the one the upstream worker's
+take gave it (see :mod:`taskcore.upstream_accounts`), whose turn every submit waits for
+and whose rest every 429 starts.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
+from taskcore.catalog import ModelSpec
 from taskcore.contract import GenerationRequest, ImageOutcome
-from taskcore.settings import Settings
+from taskcore.settings import Settings, UpstreamAccount
 from taskcore.store.claims import Claim
 from taskcore.store.worker import WorkerTaskStore
 from workers.backends import TaskFailed
@@ -41,20 +47,38 @@ SUBMIT_PATH = "/services/aigc/text2image/image-synthesis"
 FINAL = {"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"}
 
 
-def upstream_body(request: GenerationRequest) -> dict[str, Any]:
-    """Our client's parameters, as DashScope expects them."""
-    scale: float | int = int(request.scale) if request.scale.is_integer() else request.scale
-    return {
-        "model": request.model,
-        "input": {"prompt": request.prompt, "negative_prompt": request.negative_prompt},
-        "parameters": {
-            "size": request.size,
-            "n": request.n,
-            "steps": request.steps,
-            "scale": scale,
-            "seed": request.seed,
-        },
-    }
+# A result's fields besides the image, passed on to our client (DashScope's wanx models
+# report the prompt they used after extending it).
+RESULT_FIELDS = ("actual_prompt", "orig_prompt")
+
+
+def upstream_body(request: GenerationRequest, spec: ModelSpec) -> dict[str, Any]:
+    """Our client's parameters, as DashScope expects them for the model: only the fields
+    the model takes (its catalog entry), each where DashScope takes it."""
+    inputs: dict[str, Any] = {"prompt": request.prompt}
+    if spec.negative_prompt is not None and request.negative_prompt:
+        inputs["negative_prompt"] = request.negative_prompt
+    params: dict[str, Any] = {"size": request.size, "n": request.n}
+    if spec.steps is not None:
+        params["steps"] = request.steps
+    if spec.scale is not None:
+        params["scale"] = int(request.scale) if request.scale.is_integer() else request.scale
+    if spec.seed is not None:
+        params["seed"] = request.seed
+    for name, value in request.options.items():
+        rule = spec.fields.get(name)
+        (inputs if rule is not None and rule.where == "input" else params)[name] = value
+    return {"model": spec.upstream_model or spec.name, "input": inputs, "parameters": params}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUse:
+    """The account a task runs under, and how its submits keep to the account's limits:
+    ``turn()`` waits for the account's next submit, ``throttled(seconds)`` rests it."""
+
+    name: str
+    turn: Callable[[], Awaitable[None]] | None = None
+    throttled: Callable[[float], Awaitable[None]] | None = None
 
 
 class LatencyEstimate:
@@ -86,13 +110,17 @@ class UpstreamBackend:
         self._loop = LoopThread("synthgate-upstream-io")
         http = self._loop.run(_client(settings))
         self._http = http
-        self._client = UpstreamClient(
-            http,
-            settings.upstream_base_url,
-            settings.upstream_api_key.get_secret_value(),
-            RetryPolicy(max_seconds=settings.upstream_retry_max_seconds),
-            settings.upstream_request_timeout_seconds,
-        )
+        self._accounts = {account.name: account for account in settings.accounts()}
+        self._clients = {
+            account.name: UpstreamClient(
+                http,
+                settings.upstream_base_url,
+                account.api_key.get_secret_value(),
+                RetryPolicy(max_seconds=settings.upstream_retry_max_seconds),
+                settings.upstream_request_timeout_seconds,
+            )
+            for account in self._accounts.values()
+        }
         self._results = ResultFetcher(
             http,
             ResultPolicy(
@@ -117,24 +145,30 @@ class UpstreamBackend:
         annotate: Callable[[str, str, str], Awaitable[object]],
         on_status: Callable[[str], None] | None = None,
         upstream_done: Callable[[], None] | None = None,
+        account: AccountUse | None = None,
     ) -> list[ImageOutcome]:
         """The task's images not stored before (see ``Claim.stored``), on :attr:`loop`.
 
         ``annotate(task_id, field, value)`` records the upstream task id in our record
         before waiting on it, so that a task taken over resumes it instead of paying twice.
         ``upstream_done()`` is called when the upstream task has ended, before the
-        images are downloaded.
+        images are downloaded. ``account`` is the account the task runs under (default:
+        the first that serves the model, with no limits kept: for callers outside the
+        upstream worker).
         """
         assert claim.request is not None
         request = claim.request
+        spec = self._settings.catalog[request.model]
+        use = account or AccountUse(self.default_account(spec.name))
+        client = self._client_of(use.name)
         deadline = claim.scheduled_ms / 1000 + self._settings.upstream_deadline_seconds
         upstream_id = claim.upstream_task_id
         if not upstream_id:
-            upstream_id = await self._submit(request, deadline)
+            upstream_id = await self._submit(client, request, spec, deadline, use)
             await annotate(claim.task_id, "upstream_task_id", upstream_id)
         else:
             log.info("task %s resumes upstream task %s", claim.task_id, upstream_id)
-        output = await self._wait(upstream_id, request.model, deadline, on_status)
+        output = await self._wait(client, upstream_id, request.model, deadline, on_status)
         if upstream_done is not None:
             upstream_done()
         status = output.get("task_status")
@@ -160,14 +194,39 @@ class UpstreamBackend:
         self._loop.run(self.aclose())
         self._loop.stop()
 
-    async def _submit(self, request: GenerationRequest, deadline: float) -> str:
-        body = await self._client.call(
+    def default_account(self, model: str) -> str:
+        """The first account that serves ``model``."""
+        for account in self._accounts.values():
+            if account.serves(model):
+                return account.name
+        raise TaskFailed(UPSTREAM_CODE, f"No DashScope account serves the model {model}.")
+
+    def accounts(self) -> list[UpstreamAccount]:
+        return list(self._accounts.values())
+
+    def _client_of(self, name: str) -> UpstreamClient:
+        client = self._clients.get(name)
+        if client is None:  # the account left the configuration since the task took it
+            raise TaskFailed(UPSTREAM_CODE, f"The DashScope account {name!r} is not configured.")
+        return client
+
+    async def _submit(
+        self,
+        client: UpstreamClient,
+        request: GenerationRequest,
+        spec: ModelSpec,
+        deadline: float,
+        use: AccountUse,
+    ) -> str:
+        body = await client.call(
             "POST",
             SUBMIT_PATH,
             deadline,
             "accept the task",
-            json=upstream_body(request),
+            json=upstream_body(request, spec),
             headers={"X-DashScope-Async": "enable"},
+            turn=use.turn,
+            throttled=use.throttled,
         )
         task_id = (body.get("output") or {}).get("task_id")
         if not isinstance(task_id, str) or not task_id:
@@ -192,6 +251,7 @@ class UpstreamBackend:
 
     async def _wait(
         self,
+        client: UpstreamClient,
         upstream_id: str,
         model: str,
         deadline: float,
@@ -205,9 +265,7 @@ class UpstreamBackend:
         interval = max(0.1, 0.05 * expected)
         while True:
             await sleep_until_or_fail(delay, deadline, "finish the task")
-            body = await self._client.call(
-                "GET", f"/tasks/{upstream_id}", deadline, "report the task"
-            )
+            body = await client.call("GET", f"/tasks/{upstream_id}", deadline, "report the task")
             output = body.get("output") or {}
             if on_status is not None:
                 on_status(str(output.get("task_status")))
@@ -229,7 +287,8 @@ class UpstreamBackend:
                 results[index] if index < len(results) and isinstance(results[index], dict) else {}
             )
             if isinstance(item.get("url"), str):
-                fetches.append(self._results.fetch(index, item["url"], deadline))
+                extra = {k: str(item[k]) for k in RESULT_FIELDS if isinstance(item.get(k), str)}
+                fetches.append(self._results.fetch(index, item["url"], deadline, extra))
             else:
                 fetches.append(_failed(index, item))
         return list(await asyncio.gather(*fetches))

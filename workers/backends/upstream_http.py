@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -116,10 +117,17 @@ class UpstreamClient:
         what: str,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        turn: Callable[[], Awaitable[None]] | None = None,
+        throttled: Callable[[float], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """One logical request, retried until it answers 200 or the deadline passes."""
+        """One logical request, retried until it answers 200 or the deadline passes.
+
+        ``turn()`` is awaited before each attempt (a submit waits for its account's turn);
+        ``throttled(seconds)`` hears of each 429 and how long DashScope asked to wait."""
         attempt = 0
         while True:
+            if turn is not None:
+                await turn()
             answer = await self._attempt(method, path, deadline, json, headers)
             if answer is not None and answer.status == 200:
                 body = _json(answer.body)
@@ -130,6 +138,8 @@ class UpstreamClient:
             elif answer is not None and answer.status == 429:
                 delay = retry_after(answer.retry_after, self._policy.backoff(attempt))
                 log.info("upstream throttled %s; retrying in %.2fs", what, delay)
+                if throttled is not None:
+                    await throttled(delay)
                 await sleep_until_or_fail(delay + random.uniform(0, 0.1), deadline, what)
                 attempt += 1
                 continue

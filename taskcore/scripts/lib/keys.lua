@@ -29,3 +29,7 @@ local function k_ready(pool) return 'synthgate:pool:' .. pool .. ':ready' end
 local function k_fair(pool) return 'synthgate:pool:' .. pool .. ':fair' end
 local function k_starting(pool) return 'synthgate:pool:' .. pool .. ':starting' end
 local function k_leases(pool) return 'synthgate:pool:' .. pool .. ':leases' end
+local function k_upstream_running(account, model)
+  return 'synthgate:upstream:' .. account .. ':model:' .. model .. ':running'
+end
+local function k_upstream_running_sets() return 'synthgate:upstream:running-sets' end

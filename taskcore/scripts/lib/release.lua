@@ -5,7 +5,17 @@ local function slim_final(task)
   if row[2] == '' then redis.call('HDEL', task, 'message') end
 end
 
+-- An upstream task holds a running slot of its DashScope account until it ends.
+local function release_upstream_slot(task)
+  local row = redis.call('HMGET', task, 'upstream_account', 'model')
+  if row[1] and row[2] then
+    redis.call('SREM', k_upstream_running(row[1], row[2]), task)
+    redis.call('HDEL', task, 'upstream_account')
+  end
+end
+
 local function release(task, status, succeeded)
+  release_upstream_slot(task)
   local row = redis.call('HMGET', task, 'tenant', 'day', 'n')
   if row[1] then
     ix_final(task, row[1], status)  -- listed under its final status

@@ -12,13 +12,20 @@ from taskcore import redis_keys
 from taskcore.celery_queue import create_celery
 from taskcore.settings import Settings
 
+XL_UPSTREAM = "upstream.stable-diffusion-xl"
+
 
 def _queue_for(
     redis_server: RedisServer, routes: dict[str, str], model: str, depth: int, backlog: int = 0
 ) -> str:
     """The route for ``model`` with ``depth`` messages in gpu.sdxl's Celery queue and
     ``backlog`` tasks in its tenants' fair-queue lists."""
-    settings = Settings(redis_url=redis_server.url, routes=routes, spillover_queue_depth=3)  # type: ignore[arg-type]
+    settings = Settings(
+        redis_url=redis_server.url,
+        routes=routes,  # type: ignore[arg-type]
+        spillover_queue_depth=3,
+        upstream_api_key="sk-test",  # type: ignore[arg-type]
+    )
     lists = [redis_keys.celery_queue("gpu.sdxl"), redis_keys.backlog("gpu.sdxl")]
 
     async def decide() -> str:
@@ -45,7 +52,7 @@ def test_default_route_is_the_local_pool(redis_server: RedisServer) -> None:
 
 def test_upstream_route_always_goes_upstream(redis_server: RedisServer) -> None:
     routes = {"stable-diffusion-xl": "upstream"}
-    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 0) == "upstream"
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 0) == XL_UPSTREAM
 
 
 def test_both_spills_over_only_when_the_local_queue_is_deeper_than_the_threshold(
@@ -53,7 +60,11 @@ def test_both_spills_over_only_when_the_local_queue_is_deeper_than_the_threshold
 ) -> None:
     routes = {"stable-diffusion-xl": "both"}
     assert _queue_for(redis_server, routes, "stable-diffusion-xl", 3) == "gpu.sdxl"
-    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 4) == "upstream"
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 4) == XL_UPSTREAM
+
+
+def test_an_upstream_model_goes_to_its_own_upstream_pool(redis_server: RedisServer) -> None:
+    assert _queue_for(redis_server, {}, "wanx2.1-t2i-turbo", 0) == "upstream.wanx2.1-t2i-turbo"
 
 
 def test_spill_over_counts_the_tasks_waiting_in_the_fair_queue_too(
@@ -61,4 +72,4 @@ def test_spill_over_counts_the_tasks_waiting_in_the_fair_queue_too(
 ) -> None:
     routes = {"stable-diffusion-xl": "both"}
     assert _queue_for(redis_server, routes, "stable-diffusion-xl", 2, backlog=1) == "gpu.sdxl"
-    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 2, backlog=2) == "upstream"
+    assert _queue_for(redis_server, routes, "stable-diffusion-xl", 2, backlog=2) == XL_UPSTREAM

@@ -14,7 +14,6 @@ from fixtures.processes import RedisServer
 from fixtures.tenants import register_tenant, submit_many
 
 from gateway.operations.pool_stats import PoolStats, pool_depth, pool_stats, routed_pools
-from taskcore.catalog import MODELS, UPSTREAM_QUEUE
 from taskcore.celery_queue import GENERATE_TASK, create_celery
 from taskcore.contract import GenerationRequest
 from taskcore.settings import Settings
@@ -96,14 +95,29 @@ def test_a_task_still_in_its_tenant_list_counts_and_ages(broker: RedisServer) ->
 
 def test_a_message_without_a_record_counts_but_has_no_age(broker: RedisServer) -> None:
     redis_client = broker.client()
-    redis_client.lpush(UPSTREAM_QUEUE, json.dumps({"body": "not base64 json"}))
-    [stats], _ = _stats(broker, [UPSTREAM_QUEUE])
+    pool = "upstream.stable-diffusion-xl"
+    redis_client.lpush(pool, json.dumps({"body": "not base64 json"}))
+    [stats], _ = _stats(broker, [pool])
     assert (stats.depth, stats.oldest_age_seconds) == (1, 0.0)
 
 
 def test_routed_pools_are_those_the_routes_send_to() -> None:
-    every = {model: "upstream" for model in MODELS}
+    sd = ("stable-diffusion-v1.5", "stable-diffusion-xl")
+    every = dict.fromkeys(sd, "upstream")
     assert routed_pools(Settings()) == ["gpu.sd15", "gpu.sdxl"]
-    assert routed_pools(Settings(routes=every)) == [UPSTREAM_QUEUE]
-    both = Settings(routes={"stable-diffusion-xl": "both", "stable-diffusion-v1.5": "upstream"})
-    assert routed_pools(both) == ["gpu.sdxl", UPSTREAM_QUEUE]
+    with_key = {"upstream_api_key": "sk-test"}
+    upstream_only = routed_pools(Settings(routes=every, **with_key))
+    assert "gpu.sdxl" not in upstream_only and "gpu.sd15" not in upstream_only
+    assert {f"upstream.{m}" for m in sd} <= set(upstream_only)
+    assert "upstream.wanx2.1-t2i-turbo" in upstream_only  # an upstream model of the catalog
+    both = Settings(
+        routes={"stable-diffusion-xl": "both", "stable-diffusion-v1.5": "upstream"}, **with_key
+    )
+    pools = routed_pools(both)
+    assert "gpu.sdxl" in pools and "gpu.sd15" not in pools
+    assert {"upstream.stable-diffusion-xl", "upstream.stable-diffusion-v1.5"} <= set(pools)
+
+
+def test_without_an_account_no_pool_is_upstream() -> None:
+    every = dict.fromkeys(("stable-diffusion-v1.5", "stable-diffusion-xl"), "both")
+    assert routed_pools(Settings(routes=every)) == ["gpu.sd15", "gpu.sdxl"]

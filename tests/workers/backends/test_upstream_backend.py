@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
 
+from gateway.contracts.dashscope import builtin_catalog, parse_submit
 from taskcore.contract import GenerationRequest, ImageOutcome
 from taskcore.settings import Settings
 from taskcore.store.tasks import TaskStore
@@ -24,10 +25,32 @@ JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 2, 20, 7.0
 
 
 def test_parameters_go_upstream_unchanged() -> None:
-    assert upstream_body(JOB) == {
+    catalog = builtin_catalog()
+    assert upstream_body(JOB, catalog["stable-diffusion-xl"]) == {
         "model": "stable-diffusion-xl",
-        "input": {"prompt": "a cat", "negative_prompt": ""},
+        "input": {"prompt": "a cat"},  # an empty negative prompt is no negative prompt
         "parameters": {"size": "512*512", "n": 2, "steps": 20, "scale": 7, "seed": 42},
+    }
+
+
+def test_a_wanx_body_has_the_fields_of_its_model_where_dashscope_takes_them() -> None:
+    catalog = builtin_catalog()
+    body = {
+        "model": "wanx2.1-t2i-turbo",
+        "input": {"prompt": "a cat", "negative_prompt": "dogs"},
+        "parameters": {"size": "1024*1024", "n": 2, "seed": 7, "prompt_extend": False},
+    }
+    job = parse_submit(body, catalog)
+    assert upstream_body(job, catalog["wanx2.1-t2i-turbo"]) == {
+        "model": "wanx2.1-t2i-turbo",
+        "input": {"prompt": "a cat", "negative_prompt": "dogs"},
+        "parameters": {
+            "size": "1024*1024",
+            "n": 2,
+            "seed": 7,
+            "prompt_extend": False,
+            "watermark": False,  # the model's default, sent as such
+        },
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 from fixtures.markers import mark_folder
 from fixtures.processes import RedisServer, running_redis
 from fixtures.s3 import MotoServer, s3_env
-from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
+from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess, account_json
 from fixtures.stack import SD_MODELS, Gateways, Stack, start_gateways, start_stack
 from fixtures.webhooks import HookStack, start_hook_stack
 
@@ -53,7 +53,7 @@ def upstream_stack(
     env = {
         "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(SD_MODELS, "upstream")),
         "SYNTHGATE_UPSTREAM_BASE_URL": simulator.api,
-        "SYNTHGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "SYNTHGATE_UPSTREAM_ACCOUNTS": account_json(UPSTREAM_KEY),
         "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",
         "SYNTHGATE_UPSTREAM_DEADLINE_SECONDS": "8",
         "SYNTHGATE_UPSTREAM_REQUEST_TIMEOUT_SECONDS": "2",

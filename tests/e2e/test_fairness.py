@@ -114,8 +114,9 @@ def test_upstream_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
     # A's tasks take 2 s on average, spread out (a fixed latency would end them in bursts).
     simulator.configure(latency_seconds=2.0, latency_distribution="exponential")
     flood = GenerationRequest(XL, "a flood", "", 512, 512, 1, 20, 7.0, 1)
-    b_task = body(V15, prompt="a cat sim:latency=0.2")  # another model: its own poll timing
-    seen = _while_flooded(upstream, new_tenant, flood, "upstream", b_task, 20)
+    # The same model, so the same pool (each upstream model is a pool of its own).
+    b_task = body(XL, prompt="a cat sim:latency=0.2", size="512*512")
+    seen = _while_flooded(upstream, new_tenant, flood, "upstream.stable-diffusion-xl", b_task, 12)
     p50, p95 = _percentiles(seen.waits)
     print(
         f"\nupstream, 32 in flight: B wait p50 {p50:.2f}s p95 {p95:.2f}s; "

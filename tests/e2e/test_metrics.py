@@ -135,7 +135,8 @@ def test_upstream_requests_and_their_errors_match_what_the_upstream_answered(
     throttled = sum(after.delta(before, errors, op=op, code="429") for op in ("submit", "poll"))
     assert throttled == answered.get("fault.429", 0) > 0
     assert (
-        after.delta(before, "synthgate_worker_tasks_started_total", pool="upstream", model=XL) == 4
+        after.delta(before, "synthgate_worker_tasks_started_total", pool="upstream." + XL, model=XL)
+        == 4
     )
 
 

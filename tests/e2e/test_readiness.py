@@ -16,6 +16,8 @@ from fixtures.stack import SD_MODELS, Stack, start_stack
 from fixtures.tasks import body, submit
 from fixtures.tenants import register_tenant
 
+XL_POOL, V15_POOL = "upstream.stable-diffusion-xl", "upstream.stable-diffusion-v1.5"
+
 
 @pytest.fixture(scope="module")
 def lone_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -43,7 +45,7 @@ def test_readyz_flips_when_redis_stops_and_comes_back(lone_stack: Stack) -> None
     ready = _ready(lone_stack)
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"redis": "ok", "storage": "ok", "workers": "ok"}
-    assert ready.json()["workers"]["upstream"] >= 1
+    assert ready.json()["workers"][XL_POOL] >= 1
 
     lone_stack.redis.stop()
     down = _ready(lone_stack)
@@ -62,7 +64,8 @@ def test_readyz_flips_when_the_pools_workers_stop_and_queue_gauges_grow(
     lone_stack.worker.stop()  # warm shutdown removes its heartbeat at once
     down = _ready(lone_stack)
     assert down.status_code == 503
-    assert down.json()["checks"]["workers"] == "no live worker for upstream"
+    missing = down.json()["checks"]["workers"]
+    assert missing.startswith("no live worker for ") and f"{V15_POOL}, {XL_POOL}" in missing
     assert _ready(lone_stack, "?exclude=workers").status_code == 200  # the gateway's own probe
 
     key = register_tenant(lone_stack.redis.url, "waiting")  # Redis may have restarted empty
@@ -73,6 +76,7 @@ def test_readyz_flips_when_the_pools_workers_stop_and_queue_gauges_grow(
     time.sleep(0.2)
     metrics = scrape(f"{lone_stack.base_url}/metrics")
     waited = time.monotonic() - submitted
-    assert metrics.value("synthgate_queue_depth", pool="upstream") == 2
-    assert 0.2 <= metrics.value("synthgate_queue_oldest_age_seconds", pool="upstream") <= waited
-    assert metrics.value("synthgate_pool_workers", pool="upstream") == 0
+    for pool in (V15_POOL, XL_POOL):  # one task each: each model is a pool of its own
+        assert metrics.value("synthgate_queue_depth", pool=pool) == 1
+        assert 0.2 <= metrics.value("synthgate_queue_oldest_age_seconds", pool=pool) <= waited
+        assert metrics.value("synthgate_pool_workers", pool=pool) == 0

@@ -20,8 +20,8 @@ from fixtures.chaos import (
     wait_running_on_a_worker,
 )
 from fixtures.processes import RedisServer, wait_until
-from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
-from fixtures.stack import SD_MODELS, Stack, start_stack
+from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess, account_json
+from fixtures.stack import SD_MODELS, UPSTREAM_PROBE, Stack, start_stack
 from fixtures.tasks import FINAL, body, submit, wait_status
 from fixtures.webhooks import FAST_WEBHOOK_ENV, running_receiver
 
@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, simulator: SimulatorProcess)
         "SYNTHGATE_WORKER_GRACE_SECONDS": str(GRACE_SECONDS),
         "SYNTHGATE_ROUTES": json.dumps(dict.fromkeys(SD_MODELS, "upstream")),
         "SYNTHGATE_UPSTREAM_BASE_URL": simulator.api,
-        "SYNTHGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "SYNTHGATE_UPSTREAM_ACCOUNTS": account_json(UPSTREAM_KEY),
         "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",
         "SYNTHGATE_UPSTREAM_POLL_INITIAL_SECONDS": "0.3",
         "SYNTHGATE_UPSTREAM_POLL_MAX_SECONDS": "0.5",
@@ -66,7 +66,7 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 def revive(stack: Stack) -> Iterator[None]:
     """Restarts, after the test, any worker the test killed or stopped."""
     yield
-    restart_dead_workers(stack, pool="upstream")
+    restart_dead_workers(stack, pool=UPSTREAM_PROBE)
 
 
 def _submits(simulator: SimulatorProcess) -> int:

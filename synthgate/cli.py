@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -168,6 +169,13 @@ def simulate_upstream(args: argparse.Namespace) -> None:
         rate_hang=args.rate_hang,
         rate_malformed=args.rate_malformed,
         api_key=args.api_key,
+        api_keys=[key for key in args.api_keys.split(",") if key],
+        submits_per_second=args.submits_per_second,
+        submits_per_second_by_model=args.submits_per_second_by_model,
+        max_running=args.max_running,
+        max_running_by_model=args.max_running_by_model,
+        documented_limits=args.documented_limits,
+        sync_timeout_seconds=args.sync_timeout,
     )
     print(f"DashScope simulator on http://{args.host}:{args.port}/api/v1", flush=True)
     # A hanging request (a fault it injects) would hold a graceful shutdown for an hour:
@@ -196,6 +204,18 @@ def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sim.add_argument("--rate-hang", type=float, default=0.0, help="share of requests hanging")
     sim.add_argument("--rate-malformed", type=float, default=0.0, help="share of broken JSON")
     sim.add_argument("--api-key", default="", help="accept only this key (default: any)")
+    # DashScope's limits per key (docs/upstream.md, "the simulator"); 0 = no limit.
+    sim.add_argument("--api-keys", default="", help="more keys to accept, comma-separated")
+    sim.add_argument("--submits-per-second", type=float, default=0.0, help="per key")
+    sim.add_argument(
+        "--submits-per-second-by-model", type=json.loads, default={}, help='per key, {"model": 2}'
+    )
+    sim.add_argument("--max-running", type=int, default=0, help="tasks per key and model")
+    sim.add_argument("--max-running-by-model", type=json.loads, default={}, help='{"model": 1}')
+    sim.add_argument(
+        "--documented-limits", action="store_true", help="DashScope's own figures per model"
+    )
+    sim.add_argument("--sync-timeout", type=float, default=300.0, help="synchronous calls (s)")
     sim.set_defaults(handler=None)
 
 

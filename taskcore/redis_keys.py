@@ -175,10 +175,10 @@ def upstream_running(account: str, model: str) -> str:
     return f"{PREFIX}:upstream:{account}:model:{model}:running"
 
 
-def upstream_submits(account: str) -> str:
-    """Sorted set: the account's recent submits to DashScope, scored by when (ms, Redis'
-    clock); what its ``submit_per_second`` counts."""
-    return f"{PREFIX}:upstream:{account}:submits"
+def upstream_submits(account: str, model: str) -> str:
+    """Sorted set: the account's recent submits of ``model`` to DashScope, scored by when
+    (ms, Redis' clock); what its ``submit_per_second`` counts (DashScope counts per model)."""
+    return f"{PREFIX}:upstream:{account}:model:{model}:submits"
 
 
 def upstream_rest(account: str) -> str:

@@ -62,11 +62,17 @@ class UpstreamAccount(BaseModel):
 
 
 # SYNTHGATE_UPSTREAM_API_KEY alone: one account with DashScope's documented default limits
-# (docs/upstream.md): 2 submits a second, 2 tasks running per model, 1 for wanx-v1.
+# (docs/upstream-models.md): 2 submits a second and 2 tasks running per model; 1 running
+# for wanx-v1 and the Stable Diffusion models, 5 for wan2.5-t2i-preview.
 DEFAULT_ACCOUNT_LIMITS: dict[str, object] = {
     "submit_per_second": 2.0,
     "max_running": 2,
-    "max_running_by_model": {"wanx-v1": 1},
+    "max_running_by_model": {
+        "wanx-v1": 1,
+        "stable-diffusion-xl": 1,
+        "stable-diffusion-v1.5": 1,
+        "wan2.5-t2i-preview": 5,
+    },
 }
 
 

@@ -17,7 +17,7 @@ together, and DashScope is not asked for more than it allows:
   are per account). The reaper drops the slots of records that ended unseen
   (``upstream_reconcile.lua``).
 - **Submits.** Every submit, and every retry of one, asks ``upstream_submit.lua`` first:
-  at most ``submit_per_second`` submits per account in any window of
+  at most ``submit_per_second`` submits per account and model in any window of
   :data:`SUBMIT_WINDOW_MS` (a little over a second, since the request reaches DashScope a
   few milliseconds after the count).
 - **Throttled anyway** (another client shares the key, say): the account rests for the
@@ -73,17 +73,20 @@ class AccountSlots:
         for account in accounts:
             keys += [
                 redis_keys.upstream_running(account.name, model),
-                redis_keys.upstream_submits(account.name),
+                redis_keys.upstream_submits(account.name, model),
                 redis_keys.upstream_rest(account.name),
             ]
             args += [account.name, account.running_limit(model), *submit_window(account)]
         flat = await self._take(keys=keys, args=args)
         return [Taken(flat[i], flat[i + 1].decode()) for i in range(0, len(flat), 2)]
 
-    async def submit_turn(self, account: UpstreamAccount, task_id: str) -> float:
-        """0 when this submit is counted in the account's window, else the seconds until
-        one may be."""
-        keys = [redis_keys.upstream_submits(account.name), redis_keys.upstream_rest(account.name)]
+    async def submit_turn(self, account: UpstreamAccount, model: str, task_id: str) -> float:
+        """0 when this submit of ``model`` is counted in the account's window, else the
+        seconds until one may be."""
+        keys = [
+            redis_keys.upstream_submits(account.name, model),
+            redis_keys.upstream_rest(account.name),
+        ]
         per_window, window_ms = submit_window(account)
         wait_ms = await self._submit(keys=keys, args=[window_ms, per_window, task_id])
         return int(wait_ms) / 1000

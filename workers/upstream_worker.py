@@ -180,7 +180,7 @@ class UpstreamWorker:
                 upstream += 1
                 assert claim.request is not None
                 ended = self._ended_upstream(slots, task_id, account, claim.request.model)
-                use = self._account_use(slots, account, task_id)
+                use = self._account_use(slots, account, task_id, claim.request.model)
                 task = asyncio.create_task(
                     self._run(store, task_id, claim, _once(upstream_done, ended), use)
                 )
@@ -203,7 +203,9 @@ class UpstreamWorker:
 
         return release
 
-    def _account_use(self, slots: AccountSlots, name: str, task_id: str) -> AccountUse | None:
+    def _account_use(
+        self, slots: AccountSlots, name: str, task_id: str, model: str
+    ) -> AccountUse | None:
         """How the task's submits keep to its account's limits."""
         account = next((a for a in self._backend.accounts() if a.name == name), None)
         if account is None:
@@ -211,7 +213,7 @@ class UpstreamWorker:
         rest_at_least = self._settings.upstream_throttle_backoff_seconds
 
         async def turn() -> None:
-            while (wait := await slots.submit_turn(account, task_id)) > 0:
+            while (wait := await slots.submit_turn(account, model, task_id)) > 0:
                 await asyncio.sleep(wait)
             metrics.upstream_account_submit(account.name)
 

@@ -52,3 +52,13 @@ return {k_task('t-1'), k_pending_level(ARGV[1], 'interactive'),
         *(redis_keys.pending_level(pending, level) for level in ORDER),
     ]
     assert names[2] == pending  # normal tasks stay where they waited before priorities
+
+
+def test_lua_builders_of_the_upstream_accounts_match(redis_server: RedisServer) -> None:
+    script = scripts.compose(
+        "return {k_upstream_running('main', 'wanx-v1'), k_upstream_running_sets()}", ("keys",)
+    )
+    assert [name.decode() for name in redis_server.client().eval(script, 0)] == [
+        redis_keys.upstream_running("main", "wanx-v1"),
+        redis_keys.upstream_running_sets(),
+    ]

@@ -41,6 +41,9 @@ from taskcore.settings import Settings  # noqa: E402
 from workers.heartbeat import live_workers  # noqa: E402
 
 KEY = "sk-bench-upstream"
+MODEL = "stable-diffusion-xl"
+POOL = "upstream." + MODEL
+ROUTES = json.dumps({MODEL: "upstream"})
 
 
 async def enqueue(settings: Settings, count: int) -> list[str]:
@@ -53,9 +56,9 @@ async def enqueue(settings: Settings, count: int) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(count)]
 
     async def submit(i: int, task_id: str) -> None:
-        job = GenerationRequest("stable-diffusion-xl", "a bench cat", "", 512, 512, 1, 20, 7.0, i)
-        message = generate_message(celery, task_id, "upstream")
-        await submitter.submit(caller, task_id, job, "upstream", message)
+        job = GenerationRequest(MODEL, "a bench cat", "", 512, 512, 1, 20, 7.0, i)
+        message = generate_message(celery, task_id, POOL)
+        await submitter.submit(caller, task_id, job, POOL, message)
 
     for start in range(0, count, 50):  # as a gateway takes them: 50 clients at once
         await asyncio.gather(*(submit(i, ids[i]) for i in range(start, min(count, start + 50))))
@@ -110,7 +113,11 @@ def main() -> None:
         "SYNTHGATE_REDIS_URL": server.url,
         "SYNTHGATE_WORKER_QUEUES": "upstream",
         "SYNTHGATE_UPSTREAM_BASE_URL": sim.api,
-        "SYNTHGATE_UPSTREAM_API_KEY": KEY,
+        # One account whose limits are no limit here: what this measures is the worker.
+        "SYNTHGATE_UPSTREAM_ACCOUNTS": json.dumps(
+            [{"name": "bench", "api_key": KEY, "submit_per_second": 10_000, "max_running": 10_000}]
+        ),
+        "SYNTHGATE_ROUTES": ROUTES,
         "SYNTHGATE_UPSTREAM_RESULT_HOSTS": "127.0.0.1",
         "SYNTHGATE_STORAGE_DIR": str(work / "s"),
         "SYNTHGATE_UPSTREAM_MAX_INFLIGHT": str(args.inflight),
@@ -124,11 +131,11 @@ def main() -> None:
     try:
         client = server.client()
         wait_until(
-            lambda: live_workers(client, "upstream") > 0,
+            lambda: live_workers(client, POOL) > 0,
             60,
             "the upstream worker",
         )
-        settings = Settings(redis_url=server.url)
+        settings = Settings(redis_url=server.url, routes={MODEL: "upstream"}, upstream_api_key=KEY)
         assert worker.process is not None
         cpu_before = cpu_seconds(worker.process.pid)
         sim_cpu_before = cpu_seconds(sim.pid)

@@ -41,11 +41,6 @@ from taskcore import redis_keys, scripts
 DEFAULT_DEPTH = 2
 
 
-def take_args(count: int, depth: int, now_ms: int) -> list[int]:
-    """``TAKE``'s arguments: up to ``count`` messages, feeding ``depth`` beyond them."""
-    return [count, depth, now_ms]
-
-
 def pool_keys(pool: str) -> list[str]:
     """The keys ``fq_feed`` takes, in its order."""
     return [

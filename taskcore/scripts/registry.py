@@ -162,7 +162,6 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ),
         # The fair queue (taskcore.fairqueue).
         ScriptSpec("feed", _DEFAULT, ("keys", "fairqueue"), _POOL, ("depth", "now_ms")),
-        ScriptSpec("take", _REFUSED, ("keys", "fairqueue"), _POOL, ("count", "depth", "now_ms")),
         # The reaper (taskcore.reaper).
         ScriptSpec(
             "reap_tasks",

@@ -5,7 +5,7 @@
 -- account (`upstream_account`) and the account's running set holds the record. A task that
 -- already names an account (a takeover resumes its upstream task, which only that
 -- account's key can poll) keeps it, room or not. A message taken with no room left goes
--- back to the head of the queue. The tenants' order is the feed's, as in take.lua.
+-- back to the head of the queue. The tenants' order is the feed's.
 -- Returns {message, account, message, account, ...}; account '' for a task that no longer
 -- waits (canceled, expired): its claim cleans it up.
 local now = redis_now_ms()

@@ -12,12 +12,11 @@ end and start in bursts of hundreds.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from taskcore import fairqueue, redis_keys, scripts
+from taskcore import redis_keys, scripts
 from taskcore.autopipeline import AutoPipeline
 from taskcore.records import TaskStatus
 from taskcore.store.claims import (
@@ -45,13 +44,7 @@ class AsyncWorkerTaskStore:
         self._annotate = scripts.bind(client, "annotate")
         self._renew = scripts.bind(client, "renew")
         self._raise_progress = scripts.bind(client, "progress_raise")
-        self._take = scripts.bind(client, "take")
         self._batch = AutoPipeline(client)
-
-    async def take(self, pool: str, count: int) -> list[bytes]:
-        """Up to ``count`` task messages of ``pool``, fed fairly and popped in one step."""
-        args = fairqueue.take_args(count, self._feed_depth, int(time.time() * 1000))
-        return list(await self._batch.script(self._take, fairqueue.pool_keys(pool), args))
 
     async def claim_many(self, task_ids: Sequence[str]) -> list[Claim | Exception | None]:
         """Claim each task (see ``WorkerTaskStore.claim``), all sent at once in one pipeline;

@@ -1,5 +1,6 @@
-"""The asyncio workers' status store against a real Redis: taking tasks in one step, and
-script calls pipelined per loop turn."""
+"""The asyncio workers' status store against a real Redis: taking tasks in one step (the
+take of taskcore.upstream_accounts, with an account that has room for all), and script
+calls pipelined per loop turn."""
 
 from __future__ import annotations
 
@@ -16,12 +17,22 @@ from fixtures.tenants import submit_many
 
 from taskcore import redis_keys
 from taskcore.contract import GenerationRequest
+from taskcore.settings import UpstreamAccount
 from taskcore.store.async_worker import AsyncWorkerTaskStore
 from taskcore.store.claims import LeaseTerms
+from taskcore.upstream_accounts import AccountSlots
 from workers.upstream_worker import task_id_of
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 1, 20, 7.0, 1)
 DEPTH = 2
+ROOMY = UpstreamAccount.model_validate(
+    {"name": "roomy", "api_key": "sk-roomy", "submit_per_second": 1000, "max_running": 1000}
+)
+
+
+async def _take(redis_client: aioredis.Redis, pool: str, count: int) -> list[bytes]:
+    taken = await AccountSlots(redis_client, [ROOMY]).take(pool, "m", count, DEPTH)
+    return [t.message for t in taken]
 
 
 @pytest.fixture
@@ -49,7 +60,7 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
     owner |= {t: "light" for t in submit_many(redis_server.url, light, [JOB] * 40, pool, DEPTH)}
 
     async def take(redis_client: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
-        taken = await store.take(pool, 22)
+        taken = await _take(redis_client, pool, 22)
         return taken, await redis_client.llen(redis_keys.celery_queue(pool))
 
     taken, left_in_queue = _run(redis_server.url, take)
@@ -67,8 +78,8 @@ def test_a_take_feeds_the_pool_fairly_and_pops_as_many_as_asked(
 
 
 def test_a_take_of_an_empty_pool_takes_nothing(redis_server: RedisServer, pool: str) -> None:
-    async def take(_: aioredis.Redis, store: AsyncWorkerTaskStore) -> Any:
-        return await store.take(pool, 64)
+    async def take(redis_client: aioredis.Redis, _: AsyncWorkerTaskStore) -> Any:
+        return await _take(redis_client, pool, 64)
 
     assert _run(redis_server.url, take) == []
 

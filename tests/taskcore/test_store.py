@@ -18,8 +18,10 @@ from taskcore import redis_keys
 from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
 from taskcore.records import TaskStatus
+from taskcore.settings import UpstreamAccount
 from taskcore.store.tasks import UNFINISHED_TTL_SECONDS, TaskStore
 from taskcore.store.worker import WorkerTaskStore
+from taskcore.upstream_accounts import AccountSlots
 
 JOB = GenerationRequest("stable-diffusion-xl", "a cat", "", 512, 512, 2, 5, 7.0, 9)
 TTL = 3600
@@ -130,7 +132,6 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
 ) -> None:
     """At ``maxmemory`` (``noeviction``): no submit, take or claim changes anything, while
     a running task keeps its lease, reports progress and finishes (``taskcore.scripts.flags``)."""
-    from taskcore.store.async_worker import AsyncWorkerTaskStore
     from workers.progress import ProgressRecorder
 
     with running_redis(tmp_path) as server:
@@ -153,7 +154,8 @@ def test_a_full_redis_refuses_new_work_whole_and_lets_running_tasks_end(
             async def take() -> list[Any]:
                 aclient = aioredis.Redis.from_url(server.url)
                 try:
-                    return await AsyncWorkerTaskStore(aclient, TTL, 2, store.lease).take(POOL, 1)
+                    account = UpstreamAccount.model_validate({"name": "a", "api_key": "sk-a"})
+                    return await AccountSlots(aclient, [account]).take(POOL, "m", 1, 2)
                 finally:
                     await aclient.aclose()
 

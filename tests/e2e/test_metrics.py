@@ -134,6 +134,18 @@ def test_upstream_requests_and_their_errors_match_what_the_upstream_answered(
     errors = "synthgate_worker_upstream_errors_total"
     throttled = sum(after.delta(before, errors, op=op, code="429") for op in ("submit", "poll"))
     assert throttled == answered.get("fault.429", 0) > 0
+    # Every throttled submit rested the account (the polls' 429s are no submits), and every
+    # submit that went out waited for the account's turn.
+    by_account = {"account": "sim"}
+    submits_throttled = after.delta(before, errors, op="submit", code="429")
+    assert (
+        after.delta(before, "synthgate_worker_upstream_account_throttled_total", **by_account)
+        == submits_throttled
+    )
+    assert (
+        after.delta(before, "synthgate_worker_upstream_account_submits_total", **by_account)
+        == answered["submit"]
+    )
     assert (
         after.delta(before, "synthgate_worker_tasks_started_total", pool="upstream." + XL, model=XL)
         == 4

@@ -89,9 +89,9 @@ def triggered_pools(scaled_object: Manifest) -> list[str]:
 
 
 def expand(container_spec: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The container's environment as the kubelet makes it: ConfigMap-free variables only,
-    each secretKeyRef read from ``secrets`` (name -> data), and $(NAME) in a value replaced
-    by a variable defined before it."""
+    """The container's ``env`` (not its envFrom) as the kubelet makes it: each secretKeyRef
+    read from ``secrets`` (name -> data), and $(NAME) in a value replaced by the variable
+    defined before it."""
     out: dict[str, str] = {}
     for entry in container_spec.get("env", []):
         if "value" in entry:

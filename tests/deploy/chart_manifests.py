@@ -84,10 +84,45 @@ SENTINELS = {
     "aws_id": "AKIA-SENTINEL",
     "aws_secret": "aws-secret-SENTINEL",
     "upstream": "sk-upstream-SENTINEL",
+    "account": "sk-account-SENTINEL",
     "admin": "admin-token-SENTINEL",
 }
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# A company fine-tune of SDXL served under its own name by a GPU pool of its own, and
+# wanx-v1 replaced by an entry of the operator's (the application's catalog format).
+FINE_TUNE = {
+    "name": "acme-sdxl",
+    "runs": "local",
+    "family": "sdxl",
+    "pool": "gpu.acme",
+    "size": {"default": "1024*1024", "choices": ["1024*1024", "768*1344", "1344*768"]},
+    "n": {"min": 1, "max": 4, "default": 1},
+    "steps": {"min": 1, "max": 50, "default": 30},
+    "scale": {"min": 1, "max": 15, "default": 7.5},
+    "seed": {"min": 0, "max": 2147483647},
+    "negative_prompt": {"max_words": 75},
+}
+WANX_V1 = {
+    "name": "wanx-v1",
+    "runs": "upstream",
+    "upstream_model": "wanx-v1",
+    "prompt": {"max_chars": 800},
+    "negative_prompt": None,
+    "size": {"default": "1024*1024", "choices": ["1024*1024", "720*1280", "1280*720"]},
+    "n": {"min": 1, "max": 4, "default": 4},
+    "seed": {"min": 0, "max": 4294967290},
+    "fields": {
+        "style": {
+            "type": "choice",
+            "choices": ["<auto>", "<anime>"],
+            "default": "<auto>",
+            "in": "parameters",
+        },
+        "ref_strength": {"type": "number", "min": 0.0, "max": 1.0, "default": 0.5},
+    },
+}
 
 # The value sets the chart is rendered, linted and validated with.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -192,7 +227,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "extraEnv": {"SYNTHGATE_SPILLOVER_QUEUE_DEPTH": 4, "SYNTHGATE_S3_CREATE_BUCKET": True},
             "routes": {"stable-diffusion-xl": "both"},
         },
-        "upstream": {"baseUrl": "https://dashscope.example.com/api/v1", "apiKey": "k"},
+        "catalog": {"models": [{**FINE_TUNE, "runs": "both", "pool": "gpu.sdxl"}]},
+        "upstream": {
+            "baseUrl": "https://dashscope.example.com/api/v1",
+            "accountsSecret": {"name": "dashscope-accounts", "key": "accounts.json"},
+        },
         "gateway": {
             "extraEnv": [{"name": "SYNTHGATE_UPSTREAM_MAX_INFLIGHT", "value": "64"}],
             "podAnnotations": {"example.com/team": "imaging"},
@@ -243,6 +282,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "metricsPort": 9200,
             "upstream": {
                 "enabled": True,
+                "queue": "upstream.acme-sdxl, upstream.stable-diffusion-xl",
                 "extraEnv": [{"name": "SYNTHGATE_UPSTREAM_DEADLINE_SECONDS", "value": "600"}],
                 "podAnnotations": {"example.com/team": "imaging"},
                 "nodeSelector": {"pool": "workers"},
@@ -280,6 +320,43 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                         },
                     }
                 ],
+            },
+        },
+    },
+    # DashScope accounts, one key in the chart's Secret and one in a Secret of the operator's,
+    # and a catalog sending a fine-tune to a GPU pool of its own and SD 1.5 upstream.
+    "accounts-catalog": {
+        "upstream": {
+            "accounts": [
+                {
+                    "name": "main",
+                    "apiKey": SENTINELS["account"],
+                    "submitPerSecond": 2,
+                    "maxRunning": 2,
+                    "maxRunningByModel": {"wanx-v1": 1, "wan2.5-t2i-preview": 5},
+                },
+                {
+                    "name": "team-b",
+                    "existingSecret": "dashscope-keys",
+                    "submitPerSecond": 0.5,
+                    "models": ["wanx2.1-t2i-turbo", "qwen-image", "stable-diffusion-v1.5"],
+                },
+            ]
+        },
+        "catalog": {"models": [FINE_TUNE, WANX_V1]},
+        "config": {"routes": {"stable-diffusion-v1.5": "upstream"}},
+        "workers": {
+            "upstream": {"enabled": True, "keda": {"enabled": True, "maxReplicaCount": 3}},
+            "gpu": {
+                "pools": [
+                    {"name": "sdxl", "kind": "sdxl", "weights": {"existingClaim": "models"}},
+                    {
+                        "name": "acme",
+                        "kind": "sdxl",
+                        "queue": "gpu.acme",
+                        "weights": {"existingClaim": "models", "subPath": "acme-sdxl"},
+                    },
+                ]
             },
         },
     },

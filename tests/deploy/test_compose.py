@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
+from taskcore.catalog import load_catalog
+from taskcore.settings import Settings
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 SYNTHGATE = ("gateway", "worker-upstream", "worker-gpu")
 WORKERS = ("worker-upstream", "worker-gpu")
+UPSTREAM_SECRETS = ("SYNTHGATE_UPSTREAM_API_KEY", "SYNTHGATE_UPSTREAM_ACCOUNTS")
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +30,12 @@ def services() -> dict[str, dict[str, Any]]:
 def seconds(duration: str) -> int:
     units = {"s": 1, "m": 60, "h": 3600}
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+
+
+def unset(value: str) -> str:
+    """What Compose makes of ``${NAME:-default}`` while NAME is empty or unset."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match[1] if match else value
 
 
 def test_the_stack_has_redis_minio_the_gateway_and_both_workers(
@@ -103,7 +114,7 @@ def test_gpu_worker_reserves_one_gpu_and_reads_weights_read_only(
     environment = worker["environment"]
     assert environment["SYNTHGATE_WORKER_CONCURRENCY"] == "1"
     assert environment["SYNTHGATE_DEVICE"] == "cuda"
-    (weights,) = worker["volumes"]
+    (weights,) = [v for v in worker["volumes"] if isinstance(v, str)]
     assert weights.endswith(f":{environment['SYNTHGATE_SDXL_WEIGHTS_DIR']}:ro")
     assert "/home/synthgate/.cache" in worker["tmpfs"]
     assert worker["build"]["dockerfile"] == "deploy/gpu-worker.Dockerfile"
@@ -119,6 +130,50 @@ def test_images_are_pinned_and_builds_use_the_deploy_dockerfiles(
             context = (COMPOSE_FILE.parent / service["build"]["context"]).resolve()
             assert (context / service["build"]["dockerfile"]).is_file(), name
     assert services["worker-upstream"]["image"] == services["gateway"]["image"]
+
+
+def test_dashscope_accounts_reach_the_gateway_and_the_upstream_worker_only(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("gateway", "worker-upstream"):
+        environment = services[name]["environment"]
+        for variable in UPSTREAM_SECRETS:
+            assert environment[variable].startswith(f"${{{variable}:-"), (name, variable)
+    assert not set(UPSTREAM_SECRETS) & set(services["worker-gpu"]["environment"])
+    # With deploy/.env's upstream variables left empty, the defaults are settings the
+    # application accepts: no account, DashScope itself.
+    environment = services["worker-upstream"]["environment"]
+    for name in [n for n in os.environ if n.startswith("SYNTHGATE_")]:
+        monkeypatch.delenv(name)
+    for variable in (*UPSTREAM_SECRETS, "SYNTHGATE_UPSTREAM_BASE_URL"):
+        monkeypatch.setenv(variable, unset(environment[variable]))
+    settings = Settings.from_env()
+    assert settings.accounts() == ()
+    assert settings.upstream_base_url == "https://dashscope.aliyuncs.com/api/v1"
+    monkeypatch.setenv(
+        "SYNTHGATE_UPSTREAM_ACCOUNTS",
+        '[{"name": "main", "api_key": "sk-1", "max_running_by_model": {"wanx-v1": 1}}]',
+    )
+    (account,) = Settings.from_env().accounts()
+    assert (account.name, account.running_limit("wanx-v1")) == ("main", 1)
+
+
+def test_every_synthgate_container_reads_the_catalog_file_mounted_read_only(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in SYNTHGATE:
+        service = services[name]
+        (mount,) = [v for v in service["volumes"] if isinstance(v, dict)]
+        assert mount["target"] == service["environment"]["SYNTHGATE_MODEL_CATALOG"], name
+        assert mount["read_only"] is True, name
+        assert mount["bind"] == {"create_host_path": False}, name  # missing: `up` fails
+    # By default the file is the built-in catalog itself, which changes nothing.
+    source = (COMPOSE_FILE.parent / unset(mount["source"])).resolve()
+    assert source == (COMPOSE_FILE.parents[1] / "taskcore" / "models.yaml").resolve()
+    for name in [n for n in os.environ if n.startswith("SYNTHGATE_")]:
+        monkeypatch.delenv(name)
+    settings = Settings.from_env(model_catalog=source, upstream_api_key="sk-1")
+    assert settings.catalog.models == load_catalog().models
 
 
 def test_secrets_come_from_the_environment_and_every_variable_is_in_the_example() -> None:

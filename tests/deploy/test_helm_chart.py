@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import helm_python
 import pytest
+import yaml
 from chart_manifests import (
     CHART_DIR,
+    FINE_TUNE,
     GPU_TOLERATION,
     KUBE_VERSIONS,
     NAMESPACE,
     SENTINELS,
     VALUE_SETS,
+    WANX_V1,
     Manifest,
     Rendered,
     loaded_chart,
@@ -20,12 +27,17 @@ from chart_manifests import (
     validate_manifest,
 )
 
+from taskcore.catalog import load_catalog
 from taskcore.redis_keys import backlog
+from taskcore.settings import Settings
+from workers.runtime import served_queues
 
 GATEWAY = "sg-synthgate-gateway"
 UPSTREAM = "sg-synthgate-worker-upstream"
 CHART_SECRET = "sg-synthgate-secrets"
 CONFIG = "sg-synthgate-config"
+CATALOG = "sg-synthgate-catalog"
+CATALOG_FILE = "/etc/synthgate/catalog/models.json"
 SECRET_ENV = {
     "SYNTHGATE_REDIS_URL",
     "AWS_ACCESS_KEY_ID",
@@ -34,7 +46,14 @@ SECRET_ENV = {
     "SYNTHGATE_ADMIN_TOKEN",
     "HF_TOKEN",
 }
+# The variables holding upstream.accounts' keys, each from a Secret, and the accounts' JSON,
+# which either comes from a Secret whole or refers to those variables as $(NAME).
+ACCOUNT_KEY_ENV = re.compile(r"^SYNTHGATE_UPSTREAM_ACCOUNT_KEY_\d+$")
+ACCOUNTS_ENV = "SYNTHGATE_UPSTREAM_ACCOUNTS"
+UPSTREAM_ENV = {"SYNTHGATE_UPSTREAM_API_KEY", ACCOUNTS_ENV}
 WORKLOADS = ("Deployment", "StatefulSet")
+# Every upstream pool of the built-in catalog: each upstream model is a pool of its own.
+BUILTIN_UPSTREAM_POOLS = list(load_catalog().upstream_pools())
 
 
 def pod_spec(workload: Manifest) -> dict[str, Any]:
@@ -58,6 +77,64 @@ def secret_ref(container_spec: dict[str, Any], name: str) -> tuple[str, str]:
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def triggered_pools(scaled_object: Manifest) -> list[str]:
+    """The pools a ScaledObject watches, checking each has a trigger on its queue and one
+    on its backlog list, in that order."""
+    lists = [t["metadata"]["listName"] for t in scaled_object["spec"]["triggers"]]
+    pools = lists[::2]
+    assert lists == [name for pool in pools for name in (pool, backlog(pool))]
+    return pools
+
+
+def expand(container_spec: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The container's ``env`` (not its envFrom) as the kubelet makes it: each secretKeyRef
+    read from ``secrets`` (name -> data), and $(NAME) in a value replaced by the variable
+    defined before it."""
+    out: dict[str, str] = {}
+    for entry in container_spec.get("env", []):
+        if "value" in entry:
+            out[entry["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: out.get(m[1], m[0]), entry["value"]
+            )
+        elif "secretKeyRef" in entry["valueFrom"]:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            out[entry["name"]] = secrets[ref["name"]][ref["key"]]
+    return out
+
+
+def app_settings(
+    rendered: Rendered,
+    workload: str,
+    secrets: dict[str, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """The settings the application reads in ``workload``'s main container: the ConfigMap,
+    the catalog file where the pod mounts it, and the secret environment."""
+    for name in [n for n in os.environ if n.startswith("SYNTHGATE_")]:
+        monkeypatch.delenv(name)
+    main = container(rendered.get("Deployment", workload))
+    environment = dict(rendered.get("ConfigMap", CONFIG)["data"])
+    environment.update(expand(main, secrets))
+    if "SYNTHGATE_MODEL_CATALOG" in environment:
+        mount = next(m for m in main["volumeMounts"] if m["name"] == "catalog")
+        volume = next(
+            v
+            for v in pod_spec(rendered.get("Deployment", workload))["volumes"]
+            if v["name"] == "catalog"
+        )
+        catalog = rendered.get("ConfigMap", volume["configMap"]["name"])["data"]
+        relative = Path(environment["SYNTHGATE_MODEL_CATALOG"]).relative_to(mount["mountPath"])
+        local = tmp_path / workload / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(catalog[str(relative)])
+        environment["SYNTHGATE_MODEL_CATALOG"] = str(local)
+    for name, value in environment.items():
+        if name.startswith("SYNTHGATE_"):
+            monkeypatch.setenv(name, value)
+    return Settings.from_env()
 
 
 SET_NAMES = sorted(VALUE_SETS)
@@ -173,18 +250,23 @@ def test_two_gpu_pools_each_get_a_deployment_and_a_scaled_object_on_their_queue(
     assert pod_spec(sdxl)["terminationGracePeriodSeconds"] == 1200
     assert pod_spec(sd15)["terminationGracePeriodSeconds"] == 1800
 
-    for name, queue, max_replicas, list_length in (
-        ("sg-synthgate-worker-gpu-sdxl", "gpu.sdxl", 8, "2"),
-        ("sg-synthgate-worker-gpu-sd15", "gpu.sd15", 2, "4"),
-        (UPSTREAM, "upstream", 10, "20"),
+    # The upstream worker consumes every upstream pool (`upstream`): one per upstream model
+    # of the built-in catalog, and stable-diffusion-xl's, which config.routes sends both ways.
+    upstream_pools = sorted([*BUILTIN_UPSTREAM_POOLS, "upstream.stable-diffusion-xl"])
+    for name, queue, pools, max_replicas, list_length in (
+        ("sg-synthgate-worker-gpu-sdxl", "gpu.sdxl", ["gpu.sdxl"], 8, "2"),
+        ("sg-synthgate-worker-gpu-sd15", "gpu.sd15", ["gpu.sd15"], 2, "4"),
+        (UPSTREAM, "upstream", upstream_pools, 10, "20"),
     ):
         deployment = rendered.get("Deployment", name)
         assert "replicas" not in deployment["spec"], f"{name}: KEDA owns the replica count"
         scaled = rendered.get("ScaledObject", name)["spec"]
         assert scaled["scaleTargetRef"]["name"] == name
         assert scaled["maxReplicaCount"] == max_replicas
-        # Waiting tasks are in the Celery queue and in the fair queue's backlog list.
-        assert [t["metadata"]["listName"] for t in scaled["triggers"]] == [queue, backlog(queue)]
+        # Waiting tasks are in each pool's Celery queue and in its fair-queue backlog list.
+        assert [t["metadata"]["listName"] for t in scaled["triggers"]] == [
+            listed for pool in pools for listed in (pool, backlog(pool))
+        ]
         for trigger in scaled["triggers"]:
             assert trigger["type"] == "redis"
             assert trigger["metadata"] == {
@@ -260,9 +342,27 @@ def test_secret_settings_reach_containers_only_through_secret_key_refs(set_name:
             continue
         spec = pod_spec(workload)
         for item in spec["containers"] + spec.get("initContainers", []):
-            for name in SECRET_ENV & set(env(item)):
-                assert "value" not in env(item)[name], f"{workload['metadata']['name']}: {name}"
-                assert "secretKeyRef" in env(item)[name]["valueFrom"]
+            variables = env(item)
+            where = f"{workload['metadata']['name']}/{item['name']}"
+            keys = {name for name in variables if ACCOUNT_KEY_ENV.match(name)}
+            for name in (SECRET_ENV | keys) & set(variables):
+                assert "value" not in variables[name], f"{where}: {name}"
+                assert "secretKeyRef" in variables[name]["valueFrom"]
+            if ACCOUNTS_ENV not in variables:
+                assert not keys, where
+                continue
+            accounts = variables[ACCOUNTS_ENV]
+            if "valueFrom" in accounts:  # the JSON whole, keys included, from a Secret
+                assert "secretKeyRef" in accounts["valueFrom"], where
+                assert not keys, where
+                continue
+            # Built by the chart: each key a $(reference) to a secret variable set before it.
+            defined_before = [entry["name"] for entry in item["env"]]
+            defined_before = defined_before[: defined_before.index(ACCOUNTS_ENV)]
+            references = [account["api_key"] for account in json.loads(accounts["value"])]
+            in_order = sorted(keys, key=lambda name: int(name.rpartition("_")[2]))
+            assert references == [f"$({name})" for name in in_order], where
+            assert keys <= set(defined_before), where
 
 
 @pytest.mark.parametrize("set_name", SET_NAMES)
@@ -283,10 +383,17 @@ def test_each_component_gets_only_the_secrets_it_needs(sets: dict[str, Rendered]
     upstream = set(env(container(rendered.get("Deployment", UPSTREAM))))
     gpu = set(env(container(rendered.get("Deployment", "sg-synthgate-worker-gpu-sdxl"))))
     shared = {"SYNTHGATE_REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    assert gateway & SECRET_ENV == shared | {"SYNTHGATE_ADMIN_TOKEN"}
+    # The gateway needs the account too, to know that upstream models can be served; it
+    # never calls DashScope. The GPU workers get no upstream credentials.
+    assert gateway & SECRET_ENV == shared | {"SYNTHGATE_ADMIN_TOKEN", "SYNTHGATE_UPSTREAM_API_KEY"}
     assert upstream & SECRET_ENV == shared | {"SYNTHGATE_UPSTREAM_API_KEY"}
     assert gpu & SECRET_ENV == shared
     assert rendered.secret_data(CHART_SECRET)["upstream-api-key"] == SENTINELS["upstream"]
+    # Without an upstream worker nothing would run an upstream task: the gateway gets no
+    # account, and answers upstream-only models 400 instead of queueing them forever.
+    no_worker = render({"upstream": {"apiKey": SENTINELS["upstream"]}})
+    gateway = set(env(container(no_worker.get("Deployment", GATEWAY))))
+    assert not gateway & UPSTREAM_ENV
     config = rendered.get("ConfigMap", CONFIG)["data"]
     assert config["SYNTHGATE_ROUTES"] == '{"stable-diffusion-xl":"both"}'
     assert config["SYNTHGATE_S3_ENDPOINT_URL"] == "http://minio.storage:9000"
@@ -302,6 +409,7 @@ def test_existing_secrets_are_referenced_and_not_recreated(sets: dict[str, Rende
     assert secret_ref(gateway, "SYNTHGATE_REDIS_URL") == ("synthgate-redis", "url")
     assert secret_ref(gateway, "SYNTHGATE_ADMIN_TOKEN") == ("synthgate-admin", "admin-token")
     assert secret_ref(upstream, "SYNTHGATE_UPSTREAM_API_KEY") == ("synthgate-upstream", "key")
+    assert secret_ref(gateway, "SYNTHGATE_UPSTREAM_API_KEY") == ("synthgate-upstream", "key")
     assert secret_ref(upstream, "AWS_ACCESS_KEY_ID") == ("synthgate-s3", "aws-access-key-id")
     assert secret_ref(upstream, "AWS_SECRET_ACCESS_KEY") == (
         "synthgate-s3",
@@ -332,6 +440,150 @@ def test_upstream_only_runs_no_gpu_pool_and_routes_every_model_upstream(
     assert (config["SYNTHGATE_LEASE_SECONDS"], config["SYNTHGATE_MAX_ATTEMPTS"]) == ("20", "3")
     routes = rendered.get("ConfigMap", CONFIG)["data"]["SYNTHGATE_ROUTES"]
     assert routes == '{"stable-diffusion-v1.5":"upstream","stable-diffusion-xl":"upstream"}'
+
+
+def test_the_charts_builtin_models_are_the_applications() -> None:
+    # The chart knows the built-in catalog's upstream pools from this file: a model added
+    # to taskcore/models.yaml must be added there too, or KEDA would not watch its pool.
+    listed = yaml.safe_load((CHART_DIR / "files" / "builtin-models.yaml").read_text())
+    expected = {
+        spec.name: {"runs": spec.runs, **({"family": spec.family} if spec.family else {})}
+        for spec in load_catalog().models.values()
+    }
+    assert listed == expected
+
+
+# The keys the operator's own Secrets hold in the value sets.
+EXISTING_SECRETS = {"dashscope-keys": {"team-b": "sk-team-b"}}
+
+
+def test_catalog_values_become_a_file_every_pod_mounts_and_the_application_loads(
+    sets: dict[str, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = sets["accounts-catalog"]
+    catalog = rendered.get("ConfigMap", CATALOG)["data"]
+    assert json.loads(catalog["models.json"]) == {"models": [FINE_TUNE, WANX_V1]}
+    assert rendered.get("ConfigMap", CONFIG)["data"]["SYNTHGATE_MODEL_CATALOG"] == CATALOG_FILE
+    deployments = rendered.of_kind("Deployment")
+    assert len(deployments) == 4  # the gateway, the upstream worker and two GPU pools
+    for deployment in deployments:
+        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        assert volumes["catalog"]["configMap"] == {"name": CATALOG}
+        mounts = {m["name"]: m for m in container(deployment)["volumeMounts"]}
+        assert mounts["catalog"]["readOnly"] is True
+        assert Path(CATALOG_FILE).parent == Path(mounts["catalog"]["mountPath"])
+
+    secrets = {CHART_SECRET: rendered.secret_data(CHART_SECRET), **EXISTING_SECRETS}
+    settings = app_settings(rendered, GATEWAY, secrets, tmp_path, monkeypatch)
+    fine_tune = settings.catalog["acme-sdxl"]
+    assert (fine_tune.runs, fine_tune.family, fine_tune.pool) == ("local", "sdxl", "gpu.acme")
+    assert fine_tune.scale is not None and fine_tune.scale.default == 7.5
+    assert settings.catalog["wanx-v1"].negative_prompt is None  # the operator's entry won
+    assert settings.catalog["wanx-v1"].seed is not None
+    assert settings.catalog["wanx-v1"].seed.high == 4294967290
+    assert settings.catalog["stable-diffusion-v1.5"].runs == "upstream"  # config.routes
+    # The fine-tune's pool is a GPU pool of its own, with its own weights.
+    acme = container(rendered.get("Deployment", "sg-synthgate-worker-gpu-acme"))
+    assert env(acme)["SYNTHGATE_WORKER_QUEUES"]["value"] == "gpu.acme"
+    assert env(acme)["SYNTHGATE_SDXL_WEIGHTS_DIR"]["value"] == "/models/acme-sdxl"
+
+    # Without catalog values the application's built-in catalog is all there is.
+    default = sets["default"]
+    assert CATALOG not in default.names("ConfigMap")
+    assert "SYNTHGATE_MODEL_CATALOG" not in default.get("ConfigMap", CONFIG)["data"]
+    for deployment in default.of_kind("Deployment"):
+        assert "catalog" not in {v["name"] for v in pod_spec(deployment)["volumes"]}
+
+
+def test_upstream_accounts_reach_the_gateway_and_the_upstream_worker_from_secrets(
+    sets: dict[str, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = sets["accounts-catalog"]
+    chart_secret = rendered.secret_data(CHART_SECRET)
+    assert chart_secret["upstream-account-main"] == SENTINELS["account"]
+    assert "upstream-api-key" not in chart_secret
+    assert not any("team-b" in key for key in chart_secret)  # its key is the operator's
+    secrets = {CHART_SECRET: chart_secret, **EXISTING_SECRETS}
+    for workload in (GATEWAY, UPSTREAM):
+        main = container(rendered.get("Deployment", workload))
+        assert "SYNTHGATE_UPSTREAM_API_KEY" not in env(main)
+        assert secret_ref(main, "SYNTHGATE_UPSTREAM_ACCOUNT_KEY_0") == (
+            CHART_SECRET,
+            "upstream-account-main",
+        )
+        # existingSecretKey defaults to the account's name.
+        assert secret_ref(main, "SYNTHGATE_UPSTREAM_ACCOUNT_KEY_1") == ("dashscope-keys", "team-b")
+        accounts = app_settings(rendered, workload, secrets, tmp_path, monkeypatch).accounts()
+        assert [
+            (
+                a.name,
+                a.api_key.get_secret_value(),
+                a.submit_per_second,
+                a.max_running,
+                a.max_running_by_model,
+                a.models,
+            )
+            for a in accounts
+        ] == [
+            ("main", SENTINELS["account"], 2, 2, {"wanx-v1": 1, "wan2.5-t2i-preview": 5}, ()),
+            (
+                "team-b",
+                "sk-team-b",
+                0.5,
+                2,  # the application's default
+                {},
+                ("wanx2.1-t2i-turbo", "qwen-image", "stable-diffusion-v1.5"),
+            ),
+        ]
+    for name in ("sg-synthgate-worker-gpu-sdxl", "sg-synthgate-worker-gpu-acme"):
+        variables = set(env(container(rendered.get("Deployment", name))))
+        assert not variables & UPSTREAM_ENV
+        assert not any(ACCOUNT_KEY_ENV.match(variable) for variable in variables)
+
+    # Or a Secret of the operator's holds the JSON list whole.
+    whole = sets["all-options"]
+    for workload in ("imagegen-gateway", "imagegen-worker-upstream"):
+        main = container(whole.get("Deployment", workload))
+        assert secret_ref(main, ACCOUNTS_ENV) == ("dashscope-accounts", "accounts.json")
+        assert not any(ACCOUNT_KEY_ENV.match(name) for name in env(main))
+        assert "SYNTHGATE_UPSTREAM_API_KEY" not in env(main)
+    assert not any(key.startswith("upstream") for key in whole.secret_data("imagegen-secrets"))
+
+
+def test_upstream_keda_triggers_watch_the_pools_the_worker_consumes(
+    sets: dict[str, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `queue: upstream`: every model that runs upstream or both is a pool of its own, and
+    # the worker consumes each (the application's served_queues, from the same settings).
+    rendered = sets["accounts-catalog"]
+    secrets = {CHART_SECRET: rendered.secret_data(CHART_SECRET), **EXISTING_SECRETS}
+    settings = app_settings(rendered, UPSTREAM, secrets, tmp_path, monkeypatch)
+    scaled = rendered.get("ScaledObject", UPSTREAM)
+    pools = triggered_pools(scaled)
+    assert pools == served_queues(settings) == list(settings.catalog.upstream_pools())
+    assert pools == sorted([*BUILTIN_UPSTREAM_POOLS, "upstream.stable-diffusion-v1.5"])
+    assert "upstream.acme-sdxl" not in pools  # a local model
+    assert scaled["spec"]["maxReplicaCount"] == 3
+
+    # Named pools: the worker consumes those, and KEDA watches those alone.
+    named = sets["all-options"]
+    worker = container(named.get("Deployment", "imagegen-worker-upstream"))
+    queues = env(worker)["SYNTHGATE_WORKER_QUEUES"]["value"]
+    assert queues == "upstream.acme-sdxl, upstream.stable-diffusion-xl"
+    assert triggered_pools(named.get("ScaledObject", "imagegen-worker-upstream")) == [
+        "upstream.acme-sdxl",
+        "upstream.stable-diffusion-xl",
+    ]
+
+    # A built-in upstream model the catalog makes local leaves the upstream pools.
+    local_wanx = {**WANX_V1, "runs": "local", "family": "sdxl"}
+    values = {
+        "upstream": {"apiKey": "k"},
+        "catalog": {"models": [local_wanx]},
+        "workers": {"upstream": {"enabled": True, "keda": {"enabled": True}}},
+    }
+    pools = triggered_pools(render(values).get("ScaledObject", UPSTREAM))
+    assert pools == [pool for pool in BUILTIN_UPSTREAM_POOLS if pool != "upstream.wanx-v1"]
 
 
 def test_ingress_routes_the_public_host_to_the_gateway_and_sets_the_public_url(
@@ -451,6 +703,16 @@ def test_pods_roll_when_settings_or_secrets_change() -> None:
         assert base[name]["checksum/config"] != settings[name]["checksum/config"]
         assert base[name]["checksum/secret"] == settings[name]["checksum/secret"]
         assert base[name]["checksum/secret"] != secrets[name]["checksum/secret"]
+        assert base[name]["checksum/catalog"] == settings[name]["checksum/catalog"]
+    # The application reads its catalog file once, at start-up: a changed entry rolls the
+    # gateway and every worker, and nothing else does.
+    catalog = checksums({"catalog": {"models": [FINE_TUNE]}})
+    edited = checksums({"catalog": {"models": [{**FINE_TUNE, "steps": {"min": 1, "max": 40}}]}})
+    assert set(catalog) == set(edited) == set(base)
+    for name in catalog:
+        assert catalog[name]["checksum/catalog"] != edited[name]["checksum/catalog"]
+        assert catalog[name]["checksum/config"] == edited[name]["checksum/config"]
+        assert catalog[name]["checksum/secret"] == edited[name]["checksum/secret"]
 
 
 @pytest.mark.parametrize("set_name", SET_NAMES)

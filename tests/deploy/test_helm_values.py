@@ -9,7 +9,7 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from chart_manifests import CHART_DIR, loaded_chart, render
+from chart_manifests import CHART_DIR, FINE_TUNE, loaded_chart, render
 
 VALUES_FILE = CHART_DIR / "values.yaml"
 SCHEMA_FILE = CHART_DIR / "values.schema.json"
@@ -105,6 +105,24 @@ def test_values_yaml_matches_what_helm_loads() -> None:
             {"workers": {"gpu": {"pools": [{"name": "xl", "kind": "sdxl"}]}}},
             "missing property 'weights'",
         ),
+        (
+            {"catalog": {"models": [{**FINE_TUNE, "max_steps": 30}]}},
+            "additional properties 'max_steps' not allowed",
+        ),
+        (
+            {"catalog": {"models": [{**FINE_TUNE, "runs": "gpu"}]}},
+            "/catalog/models/0/runs",
+        ),
+        ({"catalog": {"models": [{"name": "no-size"}]}}, "missing property 'size'"),
+        (
+            {"upstream": {"accounts": [{"name": "main", "apiKey": "k", "maxRunning": 0}]}},
+            "/upstream/accounts/0/maxRunning",
+        ),
+        (
+            {"upstream": {"accounts": [{"name": "main", "api_key": "k"}]}},
+            "additional properties 'api_key' not allowed",
+        ),
+        ({"workers": {"upstream": {"queue": "upstream;gpu.sdxl"}}}, "/workers/upstream/queue"),
     ],
     ids=[
         "unknown-key",
@@ -115,6 +133,12 @@ def test_values_yaml_matches_what_helm_loads() -> None:
         "pool-name",
         "pool-kind",
         "pool-weights",
+        "catalog-unknown-key",
+        "catalog-runs",
+        "catalog-size",
+        "account-limit",
+        "account-snake-case",
+        "upstream-queue",
     ],
 )
 def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -123,6 +147,8 @@ def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> No
 
 
 CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "models"}}
+UPSTREAM_WORKER = {"workers": {"upstream": {"enabled": True}}}
+ACCOUNT = {"name": "main", "apiKey": "k"}
 
 
 @pytest.mark.parametrize(
@@ -134,7 +160,10 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
             r"config.visibilityTimeoutSeconds \(7200\)",
         ),
         (
-            {"workers": {"upstream": {"enabled": True, "terminationGracePeriodSeconds": 9000}}},
+            {
+                "upstream": {"apiKey": "k"},
+                "workers": {"upstream": {"enabled": True, "terminationGracePeriodSeconds": 9000}},
+            },
             r"workers.upstream.terminationGracePeriodSeconds \(9000\) must be below",
         ),
         (
@@ -164,6 +193,67 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
         (
             {"config": {"routes": {"stable-diffusion-xl": "upstream"}}},
             "workers.upstream.enabled is false",
+        ),
+        (
+            {"config": {"routes": {"dall-e-3": "upstream"}}, "upstream": {"apiKey": "k"}},
+            "config.routes names dall-e-3, which is not a model of the catalog",
+        ),
+        (
+            {"config": {"routes": {"wanx-v1": "both"}}, "upstream": {"apiKey": "k"}},
+            "config.routes sends wanx-v1 to both, but it has no local pipeline family",
+        ),
+        (
+            {"catalog": {"models": [{**FINE_TUNE, "runs": "both"}]}},
+            r"catalog.models\[acme-sdxl\] runs both, but workers.upstream.enabled is false",
+        ),
+        (
+            {"catalog": {"models": [{**FINE_TUNE, "family": ""}]}},
+            r"catalog.models\[acme-sdxl\] runs local and needs family",
+        ),
+        (
+            {"catalog": {"models": [FINE_TUNE, FINE_TUNE]}},
+            "model names must be unique in catalog.models",
+        ),
+        ({**UPSTREAM_WORKER}, "workers.upstream.enabled needs a DashScope account"),
+        (
+            {"upstream": {"apiKey": "k", "accounts": [ACCOUNT]}},
+            "the application ignores the single key when accounts are set",
+        ),
+        (
+            {"upstream": {"accounts": [ACCOUNT], "accountsSecret": {"name": "accounts"}}},
+            "upstream.accounts and upstream.accountsSecret are exclusive",
+        ),
+        (
+            {"upstream": {"accounts": [{"name": "main"}]}},
+            r"upstream.accounts\[main\] needs its API key",
+        ),
+        ({"upstream": {"accounts": [ACCOUNT, ACCOUNT]}}, "account names must be unique"),
+        (
+            {"upstream": {"accounts": [{**ACCOUNT, "models": ["wanx-v2"]}]}},
+            r"upstream.accounts\[main\] names wanx-v2, which is not a model of the catalog",
+        ),
+        (
+            {"upstream": {"accounts": [{**ACCOUNT, "maxRunningByModel": {"wanx-v9": 1}}]}},
+            r"upstream.accounts\[main\] names wanx-v9",
+        ),
+        (
+            {
+                "upstream": {"apiKey": "k"},
+                "workers": {"upstream": {"enabled": True, "queue": "upstream,gpu.sdxl"}},
+            },
+            "workers.upstream.queue names gpu.sdxl, which is not an upstream pool",
+        ),
+        (
+            {
+                "upstream": {"apiKey": "k"},
+                "workers": {"upstream": {"enabled": True, "queue": "upstream.stable-diffusion-xl"}},
+            },
+            "workers.upstream.queue names upstream.stable-diffusion-xl",
+        ),
+        ({"config": {"extraEnv": {"SYNTHGATE_UPSTREAM_ACCOUNTS": "[]"}}}, "looks secret"),
+        (
+            {"config": {"extraEnv": {"SYNTHGATE_MODEL_CATALOG": "/x.yaml"}}},
+            "set catalog.models or config.routes instead",
         ),
         (
             {"workers": {"gpu": {"pools": [{"name": "xl", "kind": "sdxl", "weights": {}}]}}},
@@ -207,6 +297,22 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
         "ingress-tls",
         "extra-env-secret",
         "route-upstream",
+        "route-unknown-model",
+        "route-no-family",
+        "catalog-upstream",
+        "catalog-family",
+        "catalog-names",
+        "upstream-account",
+        "key-and-accounts",
+        "accounts-twice",
+        "account-key",
+        "account-names",
+        "account-models",
+        "account-limit-models",
+        "upstream-queue-local",
+        "upstream-queue-unrouted",
+        "extra-env-accounts",
+        "extra-env-catalog",
         "pool-weights",
         "pool-names",
         "keda-address",

@@ -74,6 +74,17 @@ helm.sh/chart: {{ include "synthgate.chart" .root }}
 {{- printf "%s-config" (include "synthgate.fullname" .) -}}
 {{- end -}}
 
+{{- define "synthgate.catalogConfigMapName" -}}
+{{- printf "%s-catalog" (include "synthgate.fullname" .) -}}
+{{- end -}}
+
+{{/* The folder the catalog ConfigMap is mounted at, and the file SYNTHGATE_MODEL_CATALOG names. */}}
+{{- define "synthgate.catalogDir" -}}/etc/synthgate/catalog{{- end -}}
+
+{{- define "synthgate.catalogFile" -}}
+{{- printf "%s/models.json" (include "synthgate.catalogDir" .) -}}
+{{- end -}}
+
 {{- define "synthgate.redisServiceName" -}}
 {{- include "synthgate.componentName" (dict "root" . "component" "redis") -}}
 {{- end -}}
@@ -107,14 +118,58 @@ helm.sh/chart: {{ include "synthgate.chart" .root }}
 {{- if or .Values.upstream.existingSecret .Values.upstream.apiKey -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when DashScope accounts are configured: upstream.accounts or upstream.accountsSecret. */}}
+{{- define "synthgate.upstreamAccountsSet" -}}
+{{- if or .Values.upstream.accounts .Values.upstream.accountsSecret.name -}}true{{- end -}}
+{{- end -}}
+
+{{/* The environment variable holding upstream.accounts[index]'s API key: (dict "index" i). */}}
+{{- define "synthgate.accountKeyEnv" -}}
+{{- printf "SYNTHGATE_UPSTREAM_ACCOUNT_KEY_%d" (int .index) -}}
+{{- end -}}
+
+{{/* The chart Secret's key of an account's API key given as a value: (dict "account" $a). */}}
+{{- define "synthgate.accountSecretKey" -}}
+{{- printf "upstream-account-%s" .account.name -}}
+{{- end -}}
+
+{{/*
+SYNTHGATE_UPSTREAM_ACCOUNTS built from upstream.accounts, with each api_key a reference
+$(SYNTHGATE_UPSTREAM_ACCOUNT_KEY_<i>) to a variable set from a Secret just before it:
+Kubernetes substitutes it when it starts the container, so no key is in the manifest.
+Limits left out of an account are left to the application's defaults.
+*/}}
+{{- define "synthgate.upstreamAccountsJson" -}}
+{{- $accounts := list -}}
+{{- range $index, $account := .Values.upstream.accounts -}}
+{{- $entry := dict "name" $account.name "api_key" (printf "$(%s)" (include "synthgate.accountKeyEnv" (dict "index" $index))) -}}
+{{- if hasKey $account "submitPerSecond" -}}
+{{- $_ := set $entry "submit_per_second" $account.submitPerSecond -}}
+{{- end -}}
+{{- if hasKey $account "maxRunning" -}}
+{{- $_ := set $entry "max_running" $account.maxRunning -}}
+{{- end -}}
+{{- with $account.maxRunningByModel -}}
+{{- $_ := set $entry "max_running_by_model" . -}}
+{{- end -}}
+{{- with $account.models -}}
+{{- $_ := set $entry "models" . -}}
+{{- end -}}
+{{- $accounts = append $accounts $entry -}}
+{{- end -}}
+{{- toJson $accounts -}}
+{{- end -}}
+
 {{- define "synthgate.adminTokenSet" -}}
 {{- if or .Values.admin.existingSecret .Values.admin.token -}}true{{- end -}}
 {{- end -}}
 
 {{/*
 Secret environment of a synthgate container, each variable from a Secret key:
-(dict "root" $ "upstreamKey" bool "adminToken" bool). Least privilege: only the
-upstream worker gets the upstream key, only the gateway the admin token.
+(dict "root" $ "upstream" bool "adminToken" bool). Least privilege: the DashScope accounts
+(or key) go to the upstream worker, and to the gateway only while an upstream worker is
+deployed (it needs to know an account exists and which models each serves, and never
+calls DashScope); the admin token goes to the gateway alone.
 */}}
 {{- define "synthgate.secretEnv" -}}
 {{- $root := .root -}}
@@ -142,13 +197,36 @@ upstream worker gets the upstream key, only the gateway the admin token.
       name: {{ $s3.existingSecret | default $chartSecret }}
       key: {{ ternary $s3.secretAccessKeyKey "aws-secret-access-key" (ne $s3.existingSecret "") }}
 {{- end }}
-{{- if and .upstreamKey (include "synthgate.upstreamKeySet" $root) }}
+{{- if .upstream }}
 {{- $upstream := $root.Values.upstream }}
+{{- if $upstream.accountsSecret.name }}
+- name: SYNTHGATE_UPSTREAM_ACCOUNTS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $upstream.accountsSecret.name }}
+      key: {{ $upstream.accountsSecret.key }}
+{{- else if $upstream.accounts }}
+{{- range $index, $account := $upstream.accounts }}
+- name: {{ include "synthgate.accountKeyEnv" (dict "index" $index) }}
+  valueFrom:
+    secretKeyRef:
+      {{- if $account.existingSecret }}
+      name: {{ $account.existingSecret }}
+      key: {{ $account.existingSecretKey | default $account.name }}
+      {{- else }}
+      name: {{ $chartSecret }}
+      key: {{ include "synthgate.accountSecretKey" (dict "account" $account) }}
+      {{- end }}
+{{- end }}
+- name: SYNTHGATE_UPSTREAM_ACCOUNTS
+  value: {{ include "synthgate.upstreamAccountsJson" $root | quote }}
+{{- else if include "synthgate.upstreamKeySet" $root }}
 - name: SYNTHGATE_UPSTREAM_API_KEY
   valueFrom:
     secretKeyRef:
       name: {{ $upstream.existingSecret | default $chartSecret }}
       key: {{ ternary $upstream.existingSecretKey "upstream-api-key" (ne $upstream.existingSecret "") }}
+{{- end }}
 {{- end }}
 {{- if and .adminToken (include "synthgate.adminTokenSet" $root) }}
 {{- $admin := $root.Values.admin }}
@@ -160,9 +238,10 @@ upstream worker gets the upstream key, only the gateway the admin token.
 {{- end }}
 {{- end -}}
 
-{{/* Pod annotations that roll the pods when the chart's settings or secrets change. */}}
+{{/* Pod annotations that roll the pods when the chart's settings, model catalog or secrets change. */}}
 {{- define "synthgate.checksumAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmaps/configmap.yaml") . | sha256sum }}
+checksum/catalog: {{ include (print .Template.BasePath "/configmaps/catalog-configmap.yaml") . | sha256sum }}
 checksum/secret: {{ include (print .Template.BasePath "/secrets/secret.yaml") . | sha256sum }}
 {{- end -}}
 
@@ -178,10 +257,15 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* Volumes every synthgate pod has: a writable /tmp, and the local image store. */}}
+{{/* Volumes every synthgate pod has: a writable /tmp, the model catalog, and the local image store. */}}
 {{- define "synthgate.volumes" -}}
 - name: tmp
   emptyDir: {}
+{{- if .Values.catalog.models }}
+- name: catalog
+  configMap:
+    name: {{ include "synthgate.catalogConfigMapName" . }}
+{{- end }}
 {{- if eq .Values.storage.backend "local" }}
 - name: storage
   persistentVolumeClaim:
@@ -192,6 +276,11 @@ imagePullSecrets:
 {{- define "synthgate.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if .Values.catalog.models }}
+- name: catalog
+  mountPath: {{ include "synthgate.catalogDir" . }}
+  readOnly: true
+{{- end }}
 {{- if eq .Values.storage.backend "local" }}
 - name: storage
   mountPath: {{ .Values.storage.local.mountPath }}
@@ -230,6 +319,55 @@ replaces the shared one, even when false or zero; keda is merged key by key.
 {{- $pools = append $pools $pool -}}
 {{- end -}}
 {{- $_ := set .out "pools" $pools -}}
+{{- end -}}
+
+{{/*
+Every model and where it runs, as the application's catalog will have it, written into
+(dict "root" $ "out" $dict): "models" (name -> {runs, family}: the built-in entries of
+files/builtin-models.yaml, then catalog.models, then config.routes over their runs) and
+"upstreamPools" (upstream.<model> for each model that runs upstream or both, sorted).
+*/}}
+{{- define "synthgate.resolveModels" -}}
+{{- $models := dict -}}
+{{- range $name, $spec := (.root.Files.Get "files/builtin-models.yaml" | fromYaml) -}}
+{{- $_ := set $models $name (dict "runs" $spec.runs "family" ($spec.family | default "")) -}}
+{{- end -}}
+{{- range $entry := .root.Values.catalog.models -}}
+{{- $_ := set $models (toString $entry.name) (dict "runs" ($entry.runs | default "upstream") "family" ($entry.family | default "")) -}}
+{{- end -}}
+{{- range $name, $runs := .root.Values.config.routes -}}
+{{- if hasKey $models $name -}}
+{{- $_ := set (get $models $name) "runs" $runs -}}
+{{- end -}}
+{{- end -}}
+{{- $pools := list -}}
+{{- range $name, $spec := $models -}}
+{{- if ne $spec.runs "local" -}}
+{{- $pools = append $pools (printf "upstream.%s" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .out "models" $models -}}
+{{- $_ := set .out "upstreamPools" $pools -}}
+{{- end -}}
+
+{{/*
+The pools the upstream worker consumes, as a list in (dict "root" $ "out" $dict) under
+"pools": workers.upstream.queue split at commas, `upstream` standing for every upstream
+pool of the catalog (as SYNTHGATE_WORKER_QUEUES does).
+*/}}
+{{- define "synthgate.upstreamWorkerPools" -}}
+{{- $resolved := dict -}}
+{{- $_ := include "synthgate.resolveModels" (dict "root" .root "out" $resolved) -}}
+{{- $pools := list -}}
+{{- range $name := splitList "," .root.Values.workers.upstream.queue -}}
+{{- $name = trim $name -}}
+{{- if eq $name "upstream" -}}
+{{- $pools = concat $pools $resolved.upstreamPools -}}
+{{- else if $name -}}
+{{- $pools = append $pools $name -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .out "pools" (uniq $pools) -}}
 {{- end -}}
 
 {{/* "true" when any worker has a KEDA ScaledObject. */}}
@@ -313,10 +451,11 @@ is qualified with the release namespace.
 {{- end -}}
 
 {{/*
-A worker's KEDA ScaledObject: (dict "root" $ "name" deployment "component" c "queue" q "keda" cfg).
-Two triggers, since waiting tasks are in two lists: the pool's Celery queue (a few tasks,
-fed by the fair queue) and the pool's backlog list, one entry per task still waiting in a
-tenant's list (named in taskcore/redis_keys.py: backlog). KEDA scales on the larger.
+A worker's KEDA ScaledObject: (dict "root" $ "name" deployment "component" c "queues" list "keda" cfg).
+Two triggers per pool (queue), since waiting tasks are in two lists: the pool's Celery
+queue (a few tasks, fed by the fair queue) and the pool's backlog list, one entry per task
+still waiting in a tenant's list (named in taskcore/redis_keys.py: backlog). KEDA scales
+on the largest.
 */}}
 {{- define "synthgate.scaledObject" -}}
 {{- $redis := dict -}}
@@ -345,7 +484,8 @@ spec:
         {{- toYaml . | nindent 8 }}
   {{- end }}
   triggers:
-    {{- range $list := list .queue (printf "synthgate:pool:%s:backlog" .queue) }}
+    {{- range $queue := .queues }}
+    {{- range $list := list $queue (printf "synthgate:pool:%s:backlog" $queue) }}
     - type: redis
       metadata:
         address: {{ $redis.address | quote }}
@@ -358,5 +498,6 @@ spec:
       authenticationRef:
         name: {{ include "synthgate.kedaAuthName" $root }}
       {{- end }}
+    {{- end }}
     {{- end }}
 {{- end -}}

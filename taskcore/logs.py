@@ -5,7 +5,7 @@ factory). Every record then goes through one root handler, uvicorn's and Celery'
 and carries the fields bound to the current request or task (``request_id``, ``task_id``,
 ``tenant``, ``model``) plus any ``extra=`` fields. Before a line is written, credentials are
 redacted from its message and traceback: bearer tokens, ``sk-`` keys, URL signatures, and
-the literal secrets of the configuration (the upstream key, the dev key, the admin token).
+the literal secrets of the configuration (the upstream keys, the dev key, the admin token).
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     redact = Redactor(
         [
             settings.upstream_api_key.get_secret_value(),
+            *(account.api_key.get_secret_value() for account in settings.upstream_accounts),
             settings.dev_api_key,
             settings.admin_token.get_secret_value(),
         ],

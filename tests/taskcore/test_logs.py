@@ -15,6 +15,7 @@ from taskcore.logs import REDACTED, Redactor, bind, configure_logging, log_conte
 from taskcore.settings import Settings
 
 UPSTREAM_KEY = "sk-upstream-0123456789abcdef"
+ACCOUNT_KEY = "sk-second-account-ZYXWVUTSRQPONM"
 DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOP"
 ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123"
 
@@ -33,6 +34,7 @@ def stream() -> Iterator[io.StringIO]:
     settings = Settings(
         log_format="json",
         upstream_api_key=SecretStr(UPSTREAM_KEY),
+        upstream_accounts=[{"name": "second", "api_key": ACCOUNT_KEY}],
         dev_api_key=DEV_KEY,
         admin_token=SecretStr(ADMIN_TOKEN),
     )
@@ -66,6 +68,7 @@ def test_keys_tokens_and_url_signatures_are_redacted_in_messages_and_tracebacks(
 ) -> None:
     log = logging.getLogger("synthgate.test")
     log.info("upstream key %s, dev key %s, admin token %s", UPSTREAM_KEY, DEV_KEY, ADMIN_TOKEN)
+    log.info("an account's key %s", ACCOUNT_KEY)
     log.info("header Authorization: Bearer abc.def-ghi and a client key sk-live0123456789xyz")
     log.info(
         "GET https://bucket.oss.aliyuncs.com/x.png?Expires=1&OSSAccessKeyId=LTAIxyz&Signature=s1%2B"
@@ -77,8 +80,9 @@ def test_keys_tokens_and_url_signatures_are_redacted_in_messages_and_tracebacks(
     except RuntimeError:
         log.exception("boom")
     text = stream.getvalue()
-    for secret in (UPSTREAM_KEY, DEV_KEY, ADMIN_TOKEN, "abc.def-ghi", "sk-live0123456789xyz",
-                   "LTAIxyz", "s1%2B", "S2sig", "AKIA1", "deadbeef", "tok1"):  # fmt: skip
+    for secret in (UPSTREAM_KEY, ACCOUNT_KEY, DEV_KEY, ADMIN_TOKEN, "abc.def-ghi",
+                   "sk-live0123456789xyz", "LTAIxyz", "s1%2B", "S2sig", "AKIA1", "deadbeef",
+                   "tok1"):  # fmt: skip
         assert secret not in text, secret
     assert "Expires=1" in text and "expires=9" in text  # not a secret: kept
     assert _records(stream)[-1]["exception"].count(REDACTED) == 1

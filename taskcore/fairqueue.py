@@ -41,9 +41,9 @@ from taskcore import redis_keys, scripts
 DEFAULT_DEPTH = 2
 
 
-def take_args(count: int, depth: int, now_ms: int) -> list[int]:
+def take_args(count: int, depth: int) -> list[int]:
     """``TAKE``'s arguments: up to ``count`` messages, feeding ``depth`` beyond them."""
-    return [count, depth, now_ms]
+    return [count, depth]
 
 
 def pool_keys(pool: str) -> list[str]:
@@ -65,9 +65,9 @@ class PoolFeeder:
         self._depth = depth
         self._feed = scripts.bind(client, "feed")
 
-    def feed(self, pool: str, now_ms: int) -> int:
+    def feed(self, pool: str) -> int:
         """Move tasks into ``pool``'s Celery queue up to the depth; returns how many moved."""
-        return int(self._feed(keys=pool_keys(pool), args=[self._depth, now_ms]))
+        return int(self._feed(keys=pool_keys(pool), args=[self._depth]))
 
     def backlog(self, pool: str) -> int:
         """Tasks waiting in the tenant lists of ``pool``."""

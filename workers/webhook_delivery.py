@@ -99,10 +99,10 @@ class WebhookSender:
             attempt = self._attempt(record, url, hosts, listed_only=bool(own))
             number = len(record.webhook_attempts) + 1
             again = not (attempt.delivered or attempt.final) and number < self._attempts
-            due = now_ms() + self._backoff_ms(number) if again else ""
             shown = {"at": format_time(now_ms()), **attempt.shown}
             self._record(
-                keys=[record_key, redis_keys.webhooks_due()], args=[orjson.dumps(shown), due]
+                keys=[record_key, redis_keys.webhooks_due()],
+                args=[orjson.dumps(shown), self._backoff_ms(number) if again else ""],
             )
             metrics.webhook_attempt(
                 "delivered" if attempt.delivered else "refused" if attempt.final else "failed"
@@ -264,8 +264,7 @@ class WebhookLoop:
         if self._sender is None or self._pool is None:  # made here: after any fork
             self._sender = WebhookSender(self._client, self._settings)
             self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="webhook")
-        now = now_ms()
-        args = [now, now + self._lease_ms, 2 * PARALLEL]
+        args = [self._lease_ms, 2 * PARALLEL]
         due = [raw.decode() for raw in self._claim(keys=[redis_keys.webhooks_due()], args=args)]
         list(self._pool.map(self._deliver, due))
         return len(due)

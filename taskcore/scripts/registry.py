@@ -45,9 +45,10 @@ class WhenFull(Enum):
 # Fragments in the order they are pasted, each with the fragments it needs itself.
 FRAGMENTS: dict[str, tuple[str, ...]] = {
     "keys": (),  # k_*(): every Redis key name, as taskcore.redis_keys names them
+    "clock": (),  # clock_ms(): Redis' own clock, which decides every lease and deadline
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
-    "webhook_enqueue": ("keys",),  # a final task's webhook delivery, due now
-    "taskindex": ("keys",),  # ix_*(): the listing indexes
+    "webhook_enqueue": ("keys", "clock"),  # a final task's webhook delivery, due now
+    "taskindex": ("keys", "clock"),  # ix_*(): the listing indexes
     "release": ("keys", "webhook_enqueue", "taskindex"),  # a final task lets go of its limits
     "directory": (),  # create_tenant() and add_key() of the admin's scripts
 }
@@ -76,7 +77,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "submit",
             _REFUSED,
-            ("keys", "fairqueue", "taskindex"),
+            ("keys", "clock", "fairqueue", "taskindex"),
             (
                 "tenant",
                 "api_key",
@@ -113,10 +114,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "claim",
             _REFUSED,
-            ("keys", "fairqueue", "release"),
+            ("keys", "clock", "fairqueue", "release"),
             ("task",),
             (
-                "now_ms",
                 "feed_depth",
                 "worker",
                 "lease_ms",
@@ -129,26 +129,26 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "finish",
             _RUNS,
-            ("keys", "release"),
+            ("keys", "clock", "release"),
             ("task",),
-            ("status", "end_ms", "results", "code", "message", "record_ttl", "succeeded", "worker"),
+            ("status", "results", "code", "message", "record_ttl", "succeeded", "worker"),
         ),
         ScriptSpec("mark_stored", _RUNS, (), ("task",), ("worker", "index...")),
-        ScriptSpec("renew", _RUNS, ("keys",), ("task...",), ("worker", "lease_until_ms")),
-        ScriptSpec("annotate", _RUNS, (), ("task",), ("field", "value")),
-        ScriptSpec("progress_raise", _RUNS, (), ("task",), ("percent",)),
+        ScriptSpec("renew", _RUNS, ("keys", "clock"), ("task...",), ("worker", "lease_ms")),
+        ScriptSpec("annotate", _RUNS, (), ("task",), ("worker", "field", "value")),
+        ScriptSpec("progress_raise", _RUNS, (), ("task",), ("worker", "percent")),
         ScriptSpec(
             "cancel",
             _RUNS,
-            ("keys", "fairqueue", "release"),
+            ("keys", "clock", "fairqueue", "release"),
             ("task",),
-            ("tenant", "now_ms", "record_ttl"),
+            ("tenant", "record_ttl"),
         ),
         # The listing indexes (taskcore.store.taskindex).
         ScriptSpec(
             "index_page",
             _DEFAULT,
-            ("keys", "taskindex"),
+            ("keys", "clock", "taskindex"),
             ("index",),
             ("tenant", "min", "max", "offset", "limit", "prune_batch"),
         ),
@@ -160,23 +160,25 @@ SCRIPTS: dict[str, ScriptSpec] = {
             ("min", "max", "status", "model", "cursor", "chunk", "skip", "wanted"),
         ),
         # The fair queue (taskcore.fairqueue).
-        ScriptSpec("feed", _DEFAULT, ("keys", "fairqueue"), _POOL, ("depth", "now_ms")),
-        ScriptSpec("take", _REFUSED, ("keys", "fairqueue"), _POOL, ("count", "depth", "now_ms")),
+        ScriptSpec("feed", _DEFAULT, ("keys", "clock", "fairqueue"), _POOL, ("depth",)),
+        ScriptSpec("take", _REFUSED, ("keys", "clock", "fairqueue"), _POOL, ("count", "depth")),
         # The reaper (taskcore.reaper).
         ScriptSpec(
-            "reap_tasks",
+            "reap_deadlines",
             _RUNS,
-            ("keys", "release"),
-            ("active",),
-            ("now_ms", "cutoff_ms", "record_ttl", "batch", "code", "message"),
+            ("keys", "clock", "release"),
+            ("claimed", "leases"),
+            ("deadline_ms", "record_ttl", "batch", "code", "message"),
+        ),
+        ScriptSpec(
+            "sweep_unfinished", _RUNS, ("keys",), ("tenants", "sweep", "unswept"), ("budget",)
         ),
         ScriptSpec(
             "take_over",
             _RUNS,
-            ("keys", "release"),
-            ("leases", "queue"),
+            ("keys", "clock", "release"),
+            ("leases", "queue", "claimed"),
             (
-                "now_ms",
                 "batch",
                 "max_attempts",
                 "record_ttl",
@@ -185,7 +187,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
                 "poison_message",
             ),
         ),
-        ScriptSpec("requeue", _RUNS, (), ("queue", "starting"), ("cutoff_ms", "now_ms")),
+        ScriptSpec("requeue", _RUNS, ("clock",), ("queue", "starting"), ("requeue_after_ms",)),
         # Tenants and keys (gateway.tenancy).
         ScriptSpec("key_lookup", _DEFAULT, ("keys",), ("api_key",), ("now_ms",)),
         ScriptSpec("tenant_create", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
@@ -195,11 +197,13 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec("webhook_secret_set", _DEFAULT, (), ("tenant", "secret"), ("secret",)),
         ScriptSpec("key_revoke", _DEFAULT, ("keys",), ("key_info",), ("now_ms",)),
         # Webhook deliveries (workers.webhook_delivery).
+        ScriptSpec("webhook_claim_due", _DEFAULT, ("clock",), ("due",), ("lease_ms", "most")),
         ScriptSpec(
-            "webhook_claim_due", _DEFAULT, (), ("due",), ("now_ms", "lease_until_ms", "most")
-        ),
-        ScriptSpec(
-            "webhook_record_attempt", _DEFAULT, (), ("task", "due"), ("attempt", "next_due_ms")
+            "webhook_record_attempt",
+            _DEFAULT,
+            ("clock",),
+            ("task", "due"),
+            ("attempt", "next_in_ms"),
         ),
     )
 }

@@ -12,7 +12,6 @@ end and start in bursts of hundreds.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -50,7 +49,7 @@ class AsyncWorkerTaskStore:
 
     async def take(self, pool: str, count: int) -> list[bytes]:
         """Up to ``count`` task messages of ``pool``, fed fairly and popped in one step."""
-        args = fairqueue.take_args(count, self._feed_depth, int(time.time() * 1000))
+        args = fairqueue.take_args(count, self._feed_depth)
         return list(await self._batch.script(self._take, fairqueue.pool_keys(pool), args))
 
     async def claim_many(self, task_ids: Sequence[str]) -> list[Claim | Exception | None]:
@@ -73,14 +72,14 @@ class AsyncWorkerTaskStore:
         return claims
 
     async def annotate(self, task_id: str, field: str, value: str) -> bool:
-        return bool(
-            await self._batch.script(self._annotate, [redis_keys.task(task_id)], [field, value])
-        )
+        args = [self.lease.worker, field, value]
+        return bool(await self._batch.script(self._annotate, [redis_keys.task(task_id)], args))
 
     async def raise_progress(self, task_id: str, progress: int) -> bool:
         """See :class:`workers.progress.ProgressRecorder`."""
+        args = [self.lease.worker, progress]
         return bool(
-            await self._batch.script(self._raise_progress, [redis_keys.task(task_id)], [progress])
+            await self._batch.script(self._raise_progress, [redis_keys.task(task_id)], args)
         )
 
     async def renew(self, task_ids: Sequence[str], *, hand_back: bool = False) -> list[str]:

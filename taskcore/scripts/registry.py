@@ -197,7 +197,13 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec("webhook_secret_set", _DEFAULT, (), ("tenant", "secret"), ("secret",)),
         ScriptSpec("key_revoke", _DEFAULT, ("keys",), ("key_info",), ("now_ms",)),
         # Webhook deliveries (workers.webhook_delivery).
-        ScriptSpec("webhook_claim_due", _DEFAULT, ("clock",), ("due",), ("lease_ms", "most")),
+        ScriptSpec(
+            "webhook_claim_due",
+            _DEFAULT,
+            ("clock",),
+            ("due",),
+            ("lease_ms", "most", "cap", "defer_ms", "look_at", "tenant_count..."),
+        ),
         ScriptSpec(
             "webhook_record_attempt",
             _DEFAULT,

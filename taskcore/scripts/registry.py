@@ -23,7 +23,8 @@ With the flags:
 - scripts that move work to its end (:attr:`WhenFull.RUNS`: finish, lease renewal,
   progress, annotations, a client's cancel, the reaper's passes) run whatever the memory:
   a few small fields a task (a cancel frees the queued message), and finished records
-  expire as usual;
+  expire as usual; so does the API key lookup, which every read (fetch, list, events)
+  needs, and whose one write is the key's last use;
 - the others (:attr:`WhenFull.DEFAULT`: reads, the admin's writes, webhook bookkeeping)
   keep Redis' own rule above.
 """
@@ -189,7 +190,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ),
         ScriptSpec("requeue", _RUNS, ("clock",), ("queue", "starting"), ("requeue_after_ms",)),
         # Tenants and keys (gateway.tenancy).
-        ScriptSpec("key_lookup", _DEFAULT, ("keys",), ("api_key",), ("now_ms",)),
+        # Every authenticated call looks its key up: a full Redis must not refuse the reads
+        # (its one write, the key's last use, is a small field).
+        ScriptSpec("key_lookup", _RUNS, ("keys",), ("api_key",), ("now_ms",)),
         ScriptSpec("tenant_create", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
         ScriptSpec("tenant_ensure", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
         ScriptSpec("key_add", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),

@@ -119,7 +119,7 @@ def address_allowed(address: Address, patterns: Iterable[str], allow_private: bo
     judged: list[Address] = [address]
     if isinstance(address, ipaddress.IPv6Address):
         carried = embedded_ipv4(address)
-        judged = carried if address.ipv4_mapped is not None else [address, *carried]
+        judged = [*carried] if address.ipv4_mapped is not None else [address, *carried]
     return all(
         (one.is_global and not one.is_multicast) or any(one in network for network in networks)
         for one in judged

@@ -6,6 +6,7 @@ Built once at start-up (``Settings.from_env()``) and handed down; never at impor
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,10 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 StorageKind = Literal["local", "s3"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 Route = Literal["local", "upstream", "both"]
+
+# The form of every API key the gateway accepts (its own are ``sk-`` and 43 characters), the
+# dev key's too: anything else is refused without a lookup.
+API_KEY_FORM = re.compile(r"[\x21-\x7e]{32,256}")
 
 
 class SettingsError(Exception):
@@ -150,6 +155,16 @@ class Settings(BaseSettings):
     events_max_seconds: float = Field(default=600.0, gt=0)  # a stream then ends; clients reconnect
     openai_default_model: str = "stable-diffusion-xl"
     openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
+
+    @field_validator("dev_api_key")
+    @classmethod
+    def _dev_key_form(cls, value: str) -> str:
+        if value and not API_KEY_FORM.fullmatch(value):
+            raise ValueError(
+                "must be 32 to 256 visible ASCII characters, no spaces "
+                "(synthgate run makes one when unset)"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -25,6 +25,7 @@ from gateway.operations.readiness import Readiness
 from gateway.routes import admin, events, files, health, metrics, openai_images, tasks
 from gateway.tenancy.auth import KeyDirectory
 from gateway.tenancy.directory import TenantDirectory
+from gateway.tenancy.models import DevKeyRefused
 from taskcore.celery_queue import create_celery
 from taskcore.image_urls import open_presigner
 from taskcore.settings import Settings
@@ -59,8 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
         app.state.readiness = Readiness(settings, client)
         if settings.dev_api_key:
-            await app.state.directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
-            log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
+            await _register_dev_key(app.state.directory, settings)
         try:
             yield
         finally:
@@ -84,6 +84,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(admin.router)
     _install_error_handlers(app)
     return app
+
+
+async def _register_dev_key(directory: TenantDirectory, settings: Settings) -> None:
+    """The dev key for the dev tenant; a refused one is logged, and the gateway goes on."""
+    try:
+        await directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
+    except DevKeyRefused as exc:
+        log.warning("no dev API key: %s", exc)
+        return
+    log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

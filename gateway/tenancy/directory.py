@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from gateway.tenancy.auth import generate_api_key, hash_api_key
 from gateway.tenancy.models import (
+    DevKeyRefused,
     KeyInfo,
     Limits,
     NewKey,
@@ -86,11 +87,22 @@ class TenantDirectory:
         return await self.get(name), NewKey(await self._key(key_id), api_key)
 
     async def ensure_dev(self, name: str, api_key: str) -> KeyInfo:
-        """The dev tenant (made unlimited if missing; kept as it is if not) and its key."""
+        """The dev tenant (made unlimited if missing; kept as it is if not) and its key.
+        Raises :class:`DevKeyRefused` for a key that was revoked or is another tenant's, and
+        for a tenant ``name`` that exists but was not made for a dev key."""
         validate_name(name)
         key_id = "dev-" + hash_api_key(api_key)[:8]
         script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits())
-        await self._ensure(keys=script_keys, args=args)
+        verdict = (await self._ensure(keys=script_keys, args=args)).decode()
+        if verdict == "revoked":
+            raise DevKeyRefused(f"the dev API key ({key_id}) was revoked; it stays revoked")
+        if verdict == "taken":
+            raise DevKeyRefused(f"the dev API key ({key_id}) belongs to another tenant")
+        if verdict != "ok":
+            raise DevKeyRefused(
+                f"tenant {name!r} exists and was not made for a dev key; it gets none "
+                "(name another SYNTHGATE_DEV_TENANT)"
+            )
         return await self._key(key_id)
 
     async def create_key(self, name: str, label: str = "") -> NewKey:

@@ -37,6 +37,10 @@ class TenantExists(Exception):
     """A tenant of that name exists already."""
 
 
+class DevKeyRefused(Exception):
+    """The dev key is not registered; the message says why."""
+
+
 def validate_name(name: str) -> str:
     # "." and ".." match the pattern but would be path components of every storage key.
     if not TENANT_NAME.match(name) or set(name) == {"."}:

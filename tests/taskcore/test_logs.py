@@ -15,7 +15,7 @@ from taskcore.logs import REDACTED, Redactor, bind, configure_logging, log_conte
 from taskcore.settings import Settings
 
 UPSTREAM_KEY = "sk-upstream-0123456789abcdef"
-DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOP"
+DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123"
 
 

@@ -29,7 +29,7 @@ MAX_LENGTH = 255
 DEFAULT_TTL_SECONDS = 86_400
 
 # Visible ASCII: UUIDs, ULIDs, base64 and any printable token a client makes fit.
-_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_LENGTH}}}$")
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_LENGTH}}}")
 
 
 class IdempotencyConflict(ApiError):
@@ -43,7 +43,7 @@ def parse_key(value: str | None) -> str | None:
     """The header's key, or None when the header is absent; 400 when it is malformed."""
     if value is None:
         return None
-    if not _KEY.match(value):
+    if not _KEY.fullmatch(value):
         raise InvalidParameter(
             f"Header 'Idempotency-Key' must be 1 to {MAX_LENGTH} visible ASCII characters "
             "(no spaces), e.g. a UUID."

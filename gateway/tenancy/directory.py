@@ -26,6 +26,7 @@ from gateway.tenancy.models import (
     UnknownKey,
     UnknownTenant,
     Webhooks,
+    validate_key_id,
     validate_name,
 )
 from gateway.tenancy.usage import DayUsage, read_usage
@@ -107,6 +108,7 @@ class TenantDirectory:
 
     async def create_key(self, name: str, label: str = "") -> NewKey:
         """A new key for an existing tenant."""
+        validate_name(name)
         api_key, key_id = generate_api_key(), _new_key_id()
         script_keys, args = self._key_args(name, key_id, label, api_key, Limits())
         if not await self._add_key(keys=script_keys, args=args[:5]):
@@ -116,6 +118,7 @@ class TenantDirectory:
 
     async def revoke_key(self, key_id: str) -> KeyInfo:
         """Revoke a key (idempotent); gateways refuse it within their key cache's lifetime."""
+        validate_key_id(key_id)
         if not await self._revoke(keys=[redis_keys.key_info(key_id)], args=[now_ms()]):
             raise UnknownKey(key_id)
         info = await self._key(key_id)
@@ -156,6 +159,7 @@ class TenantDirectory:
     async def new_webhook_secret(self, name: str) -> str:
         """A new secret signing the tenant's webhooks, replacing the old one at once; it is
         returned only now."""
+        validate_name(name)
         secret = new_secret()
         script_keys = [redis_keys.tenant(name), redis_keys.tenant_webhook_secret(name)]
         if not await self._set_secret(keys=script_keys, args=[secret]):
@@ -164,6 +168,9 @@ class TenantDirectory:
         return secret
 
     async def get(self, name: str) -> Tenant:
+        """Tenant ``name``: :class:`AccountError` for a name no tenant can have,
+        :class:`UnknownTenant` for one no tenant has."""
+        validate_name(name)
         data: dict[bytes, bytes] = await self._redis.hgetall(redis_keys.tenant(name))  # type: ignore[assignment]
         if not data:
             raise UnknownTenant(name)
@@ -196,6 +203,7 @@ class TenantDirectory:
 
     async def active_tasks(self, name: str) -> int:
         """The tenant's unfinished tasks (what ``max_concurrent`` limits)."""
+        validate_name(name)
         return int(await self._redis.zcard(redis_keys.tenant_active(name)))
 
     async def _key(self, key_id: str) -> KeyInfo:

@@ -15,8 +15,11 @@ from dataclasses import asdict, dataclass, field
 from taskcore.catalog import MODELS
 from taskcore.webhooks.targets import CallbackRefused, normalize_hosts, parse_target
 
-# Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py).
-TENANT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py), and
+# Redis keys hold it between colons: always matched whole (``$`` would let "alpha\n" by).
+TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Key ids as the directory makes them: ``k-`` and 16 hex digits, or ``dev-`` and 8.
+KEY_ID = re.compile(r"k-[0-9a-f]{16}|dev-[0-9a-f]{8}")
 MAX_LIMIT = 10**9
 MIN_WEIGHT, MAX_WEIGHT = 0.01, 1000.0
 
@@ -42,10 +45,18 @@ class DevKeyRefused(Exception):
 
 
 def validate_name(name: str) -> str:
+    """``name`` if it may name a tenant; else :class:`AccountError` (400)."""
     # "." and ".." match the pattern but would be path components of every storage key.
-    if not TENANT_NAME.match(name) or set(name) == {"."}:
-        raise AccountError(f"invalid tenant name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    if not TENANT_NAME.fullmatch(name) or set(name) == {"."}:
+        raise AccountError(f"invalid tenant name {name[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -")
     return name
+
+
+def validate_key_id(key_id: str) -> str:
+    """``key_id`` if the directory could have made it; else :class:`UnknownKey` (404)."""
+    if not KEY_ID.fullmatch(key_id):
+        raise UnknownKey(key_id[:80])
+    return key_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,9 @@ def test_a_bad_tenant_name_in_a_path_is_400_or_404(tmp_path: Path, name: str) ->
     ]
     with running_redis(tmp_path) as server:
         statuses = _statuses(server.url, requests)
-    assert all(status in (400, 404) for status in statuses), list(zip(requests, statuses, strict=True))
+    assert all(status in (400, 404) for status in statuses), list(
+        zip(requests, statuses, strict=True)
+    )
 
 
 @pytest.mark.parametrize("key_id", BAD_KEY_IDS)

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     openai_default_model: str = "stable-diffusion-xl"
     openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
 
+    # What one tenant or one caller can hold or guess (docs/reliability.md, docs/tenants.md).
+    # Task event streams and synchronous OpenAI calls a tenant holds open at once, per
+    # gateway process; one more is 429 Throttling.
+    open_streams_per_tenant: int = Field(default=20, ge=1, le=10_000)
+
     @field_validator("dev_api_key")
     @classmethod
     def _dev_key_form(cls, value: str) -> str:

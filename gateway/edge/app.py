@@ -26,6 +26,7 @@ from gateway.routes import admin, events, files, health, metrics, openai_images,
 from gateway.tenancy.auth import KeyDirectory
 from gateway.tenancy.directory import TenantDirectory
 from gateway.tenancy.models import DevKeyRefused
+from gateway.tenancy.streams import OpenStreams
 from taskcore.celery_queue import create_celery
 from taskcore.image_urls import open_presigner
 from taskcore.settings import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
         app.state.image_reader = await open_image_reader(settings)
         app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
+        app.state.open_streams = OpenStreams(settings.open_streams_per_tenant)
         app.state.directory = TenantDirectory(client)
         if settings.storage == "s3":
             app.state.image_urls = await open_presigner(settings)

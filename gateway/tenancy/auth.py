@@ -92,7 +92,14 @@ class KeyDirectory:
         """The caller ``api_key`` stands for, or None for an unknown or revoked key."""
         if not well_formed(api_key):
             return None
-        digest = hash_api_key(api_key)
+        return await self._by_digest(hash_api_key(api_key))
+
+    async def recheck(self, caller: Caller) -> Caller | None:
+        """``caller``'s key looked up again (through the cache), for requests that stay open:
+        None once it was revoked; ``enabled`` False once its tenant was disabled."""
+        return await self._by_digest(caller.key_hash)
+
+    async def _by_digest(self, digest: str) -> Caller | None:
         now = time.monotonic()
         cached = self._known.get(digest, now) or self._unknown.get(digest, now)
         if cached is not None:

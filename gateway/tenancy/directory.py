@@ -38,6 +38,14 @@ from taskcore.webhooks.payload import new_secret
 log = logging.getLogger("synthgate.tenants")
 
 
+def _audited(fields: dict[str, str]) -> dict[str, str]:
+    """Changed fields as the audit log shows them: a webhook URL may carry a secret in its
+    path or query, so only whether it is set is written down."""
+    if "webhook_url" in fields:
+        fields = {**fields, "webhook_url": "(set)" if fields["webhook_url"] else "(none)"}
+    return fields
+
+
 def _new_key_id() -> str:
     return "k-" + secrets.token_hex(8)
 
@@ -153,7 +161,7 @@ class TenantDirectory:
         args = [str(now_ms()), *[item for pair in fields.items() for item in pair]]
         if not await self._update(keys=[redis_keys.tenant(name)], args=args):
             raise UnknownTenant(name)
-        log.info("tenant %s updated: %s", name, fields, extra={"tenant": name})
+        log.info("tenant %s updated: %s", name, _audited(fields), extra={"tenant": name})
         return await self.get(name)
 
     async def new_webhook_secret(self, name: str) -> str:

@@ -231,7 +231,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "enabled": True,
                 "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"},
                 "host": "img.example.com",
-                "path": "/api",
+                "paths": ["/api/v1", "/v1", "/admin/v1"],
             },
         },
         "networkPolicy": {"enabled": True},

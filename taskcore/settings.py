@@ -34,6 +34,8 @@ Route = Literal["local", "upstream", "both"]
 # The form of every API key the gateway accepts (its own are ``sk-`` and 43 characters), the
 # dev key's too: anything else is refused without a lookup.
 API_KEY_FORM = re.compile(r"[\x21-\x7e]{32,256}")
+# The admin token opens every tenant's keys: a guessable one is refused at start.
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class SettingsError(Exception):
@@ -160,6 +162,17 @@ class Settings(BaseSettings):
     # Task event streams and synchronous OpenAI calls a tenant holds open at once, per
     # gateway process; one more is 429 Throttling.
     open_streams_per_tenant: int = Field(default=20, ge=1, le=10_000)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_strength(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < MIN_ADMIN_TOKEN_LENGTH or len(set(token)) < 10):
+            raise ValueError(
+                f"must have at least {MIN_ADMIN_TOKEN_LENGTH} characters, 10 of them different "
+                "(e.g. openssl rand -hex 32)"
+            )
+        return value
 
     @field_validator("dev_api_key")
     @classmethod

@@ -84,7 +84,7 @@ SENTINELS = {
     "aws_id": "AKIA-SENTINEL",
     "aws_secret": "aws-secret-SENTINEL",
     "upstream": "sk-upstream-SENTINEL",
-    "admin": "admin-token-SENTINEL",
+    "admin": "admin-token-SENTINEL-0123456789abcdef",
 }
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

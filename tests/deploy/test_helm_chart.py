@@ -456,7 +456,7 @@ def test_pods_roll_when_settings_or_secrets_change() -> None:
 
     base = checksums({})
     settings = checksums({"config": {"logLevel": "DEBUG"}})
-    secrets = checksums({"admin": {"token": "rotated"}})
+    secrets = checksums({"admin": {"token": "rotated-admin-token-0123456789abcdef"}})
     for name in base:
         assert base[name]["checksum/config"] != settings[name]["checksum/config"]
         assert base[name]["checksum/secret"] == settings[name]["checksum/secret"]

@@ -156,6 +156,7 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
         ),
         ({"gateway": {"hpa": {"minReplicas": 5, "maxReplicas": 3}}}, "minReplicas exceeds"),
         ({"gateway": {"ingress": {"enabled": True}}}, "ingress.host is required"),
+        ({"admin": {"token": "changeme"}}, "admin.token must have at least 32 characters"),
         (
             {"gateway": {"ingress": {"enabled": True, "host": "a.b", "tls": {"enabled": True}}}},
             "tls.secretName is required",
@@ -204,6 +205,7 @@ CLAIMED_POOL = {"name": "xl", "kind": "sdxl", "weights": {"existingClaim": "mode
         "pdb-replicas",
         "hpa-range",
         "ingress-host",
+        "admin-token",
         "ingress-tls",
         "extra-env-secret",
         "route-upstream",

@@ -29,7 +29,7 @@ from taskcore import redis_keys
 from taskcore.catalog import MODELS
 
 GRACE_SECONDS = 1.5
-ADMIN_TOKEN = "admin-" + secrets.token_hex(8)
+ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")

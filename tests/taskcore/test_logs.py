@@ -16,7 +16,7 @@ from taskcore.settings import Settings
 
 UPSTREAM_KEY = "sk-upstream-0123456789abcdef"
 DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123"
+ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123456789abcdef"
 
 
 # The loggers configure_logging changes besides the root (restored after each test).

@@ -29,5 +29,7 @@ def test_a_webhook_url_is_never_logged(
 
     with caplog.at_level(logging.INFO, "synthgate.tenants"):
         asyncio.run(update())
-    assert "audited updated" in caplog.text and "rpm" in caplog.text and "webhook_url" in caplog.text
+    assert (
+        "audited updated" in caplog.text and "rpm" in caplog.text and "webhook_url" in caplog.text
+    )
     assert "s3cr3t" not in caplog.text and "also-secret" not in caplog.text

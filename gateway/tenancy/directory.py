@@ -101,7 +101,7 @@ class TenantDirectory:
         for a tenant ``name`` that exists but was not made for a dev key."""
         validate_name(name)
         key_id = "dev-" + hash_api_key(api_key)[:8]
-        script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits())
+        script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits.unlimited())
         verdict = (await self._ensure(keys=script_keys, args=args)).decode()
         if verdict == "revoked":
             raise DevKeyRefused(f"the dev API key ({key_id}) was revoked; it stays revoked")

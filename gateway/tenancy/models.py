@@ -59,15 +59,28 @@ def validate_key_id(key_id: str) -> str:
     return key_id
 
 
+# A new tenant's limits unless it is given others (docs/tenants.md): finite, so that a
+# tenant made without thinking cannot take every slot; 0 asks for no limit.
+DEFAULT_RPM = 60
+DEFAULT_MAX_CONCURRENT = 20
+DEFAULT_DAILY_IMAGES = 2_000
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A tenant's limits; 0 (or no models) means unlimited (or every model)."""
+    """A tenant's limits; 0 (or no models) means unlimited (or every model). The defaults
+    are finite: unlimited only when asked (:meth:`unlimited`)."""
 
-    rpm: int = 0
-    max_concurrent: int = 0
-    daily_images: int = 0
+    rpm: int = DEFAULT_RPM
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    daily_images: int = DEFAULT_DAILY_IMAGES
     models: tuple[str, ...] = ()
     weight: float = 1.0
+
+    @classmethod
+    def unlimited(cls) -> Limits:
+        """No limit at all (the dev tenant's)."""
+        return cls(rpm=0, max_concurrent=0, daily_images=0)
 
     def __post_init__(self) -> None:
         for name in ("rpm", "max_concurrent", "daily_images"):

@@ -92,11 +92,7 @@ class Reaper:
         if take_over and self._redis_up_for() >= self._terms.lease_seconds:
             for pool in pools:
                 m, f = self._take_over(
-                    keys=[
-                        redis_keys.leases(pool),
-                        redis_keys.celery_queue(pool),
-                        redis_keys.claimed(pool),
-                    ],
+                    keys=[redis_keys.leases(pool), redis_keys.celery_queue(pool)],
                     args=[
                         _BATCH,
                         self._terms.max_attempts,
@@ -119,7 +115,7 @@ class Reaper:
         message = f"The task ran longer than its deadline ({deadline:.0f} s) and was stopped."
         return int(
             self._reap_deadlines(
-                keys=[redis_keys.claimed(pool), redis_keys.leases(pool)],
+                keys=[redis_keys.claimed(pool)],
                 args=[int(deadline * 1000), self._terms.ttl_seconds, _BATCH, LOST_CODE, message],
             )
         )

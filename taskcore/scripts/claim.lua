@@ -28,15 +28,7 @@ if status == 'RUNNING' then
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if attempts > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'FAILED', 'end_ms', now, 'code', ARGV[6],
-             'message', ARGV[7])
-  redis.call('HDEL', KEYS[1], 'envelope', 'worker', 'lease_ms', 'stored')
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if pool then
-    redis.call('ZREM', k_leases(pool), KEYS[1])
-    redis.call('ZREM', k_claimed(pool), KEYS[1])
-  end
-  release(KEYS[1], 'FAILED', 0)
+  fail_running(KEYS[1], pool, now, ARGV[5], ARGV[6], ARGV[7])
   return {'FAILED', attempts}
 end
 local until_ms = now + tonumber(ARGV[3])

@@ -50,7 +50,8 @@ FRAGMENTS: dict[str, tuple[str, ...]] = {
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
     "webhook_enqueue": ("keys", "clock"),  # a final task's webhook delivery, due now
     "taskindex": ("keys", "clock"),  # ix_*(): the listing indexes
-    "release": ("keys", "webhook_enqueue", "taskindex"),  # a final task lets go of its limits
+    # a final task lets go of its limits; fail_running(): a RUNNING task FAILS where it stands
+    "release": ("keys", "webhook_enqueue", "taskindex"),
     "directory": (),  # create_tenant() and add_key() of the admin's scripts
 }
 
@@ -168,7 +169,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
             "reap_deadlines",
             _RUNS,
             ("keys", "clock", "release"),
-            ("claimed", "leases"),
+            ("claimed",),
             ("deadline_ms", "record_ttl", "batch", "code", "message"),
         ),
         ScriptSpec(
@@ -178,7 +179,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
             "take_over",
             _RUNS,
             ("keys", "clock", "release"),
-            ("leases", "queue", "claimed"),
+            ("leases", "queue"),
             (
                 "batch",
                 "max_attempts",

@@ -7,11 +7,10 @@ import asyncio
 import secrets
 from pathlib import Path
 
-import httpx
 import pytest
+from fixtures.asgi import app_client
 from fixtures.processes import running_redis
 
-from gateway.edge.app import create_app
 from taskcore.settings import Settings
 
 TOKEN = "admin-" + secrets.token_urlsafe(32)
@@ -24,24 +23,20 @@ BAD_KEY_IDS = ["k-1:x", "k-0123456789abcdef%0A", "nope", "k-" + "0" * 200]
 def _statuses(
     redis_url: str, requests: list[tuple[str, str, dict[str, object] | None]]
 ) -> list[int]:
-    app = create_app(Settings(redis_url=redis_url, admin_token=TOKEN))  # type: ignore[arg-type]
+    settings = Settings(redis_url=redis_url, admin_token=TOKEN)  # type: ignore[arg-type]
 
     async def run() -> list[int]:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://gw/admin/v1", headers=headers
-            ) as http:
-                # alpha exists: its key set is what "alpha:keys" names
-                created = await http.post("/tenants", json={"name": "alpha"})
-                assert created.status_code == 201, created.text
-                answers = []
-                for method, path, body in requests:
-                    answer = await http.request(method, path, json=body)
-                    assert answer.json().get("code"), answer.text  # a DashScope-shaped error
-                    answers.append(answer.status_code)
-                return answers
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with app_client(settings, "/admin/v1", headers) as http:
+            # alpha exists: its key set is what "alpha:keys" names
+            created = await http.post("/tenants", json={"name": "alpha"})
+            assert created.status_code == 201, created.text
+            answers = []
+            for method, path, body in requests:
+                answer = await http.request(method, path, json=body)
+                assert answer.json().get("code"), answer.text  # a DashScope-shaped error
+                answers.append(answer.status_code)
+            return answers
 
     return asyncio.run(run())
 

@@ -7,13 +7,12 @@ import asyncio
 import logging
 from pathlib import Path
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
+from fixtures.asgi import app_client
 from fixtures.processes import running_redis
 from fixtures.tenants import register_tenant
 
-from gateway.edge.app import create_app
 from gateway.tenancy.auth import generate_api_key
 from gateway.tenancy.directory import TenantDirectory
 from taskcore.settings import Settings, SettingsError
@@ -21,14 +20,10 @@ from taskcore.settings import Settings, SettingsError
 
 def _answer(settings: Settings, api_key: str) -> int:
     """The status of a task list with ``api_key`` from a gateway just started."""
-    app = create_app(settings)
 
     async def call() -> int:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-                headers = {"Authorization": f"Bearer {api_key}"}
-                return (await http.get("/api/v1/tasks", headers=headers)).status_code
+        async with app_client(settings, headers={"Authorization": f"Bearer {api_key}"}) as http:
+            return (await http.get("/api/v1/tasks")).status_code
 
     return asyncio.run(call())
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
+from fixtures.asgi import app_client
 from fixtures.processes import running_redis
 from fixtures.tenants import register_tenant, submit_direct
 
-from gateway.edge.app import create_app
 from taskcore.contract import GenerationRequest
 from taskcore.settings import Settings
 
@@ -24,23 +23,21 @@ def test_a_full_redis_answers_fetch_list_and_cancel_for_a_key_not_cached(
         task_id = submit_direct(server.url, api_key, JOB, "test.full-redis")
         redis_client = server.client()
         # No key cache: every request looks its key up in the full Redis.
-        app = create_app(Settings(redis_url=server.url, key_cache_seconds=0))
+        settings = Settings(redis_url=server.url, key_cache_seconds=0)
         headers = {"Authorization": f"Bearer {api_key}"}
 
         async def calls() -> list[int]:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-                    redis_client.config_set("maxmemory-policy", "noeviction")
-                    redis_client.config_set("maxmemory", "1")
-                    try:
-                        answers = [
-                            await http.get(f"/api/v1/tasks/{task_id}", headers=headers),
-                            await http.get("/api/v1/tasks", headers=headers),
-                            await http.post(f"/api/v1/tasks/{task_id}/cancel", headers=headers),
-                        ]
-                    finally:
-                        redis_client.config_set("maxmemory", "0")
+            async with app_client(settings, "/api/v1", headers) as http:
+                redis_client.config_set("maxmemory-policy", "noeviction")
+                redis_client.config_set("maxmemory", "1")
+                try:
+                    answers = [
+                        await http.get(f"/tasks/{task_id}"),
+                        await http.get("/tasks"),
+                        await http.post(f"/tasks/{task_id}/cancel"),
+                    ]
+                finally:
+                    redis_client.config_set("maxmemory", "0")
             return [answer.status_code for answer in answers]
 
         assert asyncio.run(calls()) == [200, 200, 200]

@@ -8,10 +8,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import httpx
+from fixtures.asgi import app_client
 from fixtures.processes import running_redis
 
-from gateway.edge.app import create_app
 from gateway.tenancy.auth import generate_api_key
 from synthgate.cli import build_parser
 from taskcore.settings import Settings
@@ -29,18 +28,13 @@ def _created(tmp_path: Path, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
             admin_token=TOKEN,  # type: ignore[arg-type]
             dev_api_key=generate_api_key(),
         )
-        app = create_app(settings)
 
         async def run() -> list[dict[str, Any]]:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                headers = {"Authorization": f"Bearer {TOKEN}"}
-                async with httpx.AsyncClient(
-                    transport=transport, base_url="http://gw/admin/v1", headers=headers
-                ) as http:
-                    tenants = [(await http.post("/tenants", json=b)).json() for b in bodies]
-                    dev = (await http.get("/tenants/dev")).json()
-                    return [t["tenant"] for t in [*tenants, dev]]
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with app_client(settings, "/admin/v1", headers) as http:
+                tenants = [(await http.post("/tenants", json=b)).json() for b in bodies]
+                dev = (await http.get("/tenants/dev")).json()
+                return [t["tenant"] for t in [*tenants, dev]]
 
         return asyncio.run(run())
 

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-fast lint format redis-server clean bench
+.PHONY: install run test test-fast lint format redis-server faketime clean bench
 
 install: $(STAMP)
 
@@ -25,10 +25,17 @@ redis-server:
 	  echo "installing redis-server (Debian package)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
+# libfaketime (Debian's faketime package) for the test of workers whose clocks disagree
+# (tests/e2e/test_clock_skew.py).
+faketime:
+	@command -v faketime >/dev/null || { \
+	  echo "installing faketime (Debian package)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime >/dev/null; }
+
 run: install redis-server
 	$(BIN)/synthgate run
 
-test: install redis-server
+test: install redis-server faketime
 	$(BIN)/python -m pytest
 
 # The unit level, about a minute on 2 cores: no live stacks, no pipelines, no chart

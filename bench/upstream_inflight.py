@@ -48,7 +48,7 @@ ROUTES = json.dumps({MODEL: "upstream"})
 
 async def enqueue(settings: Settings, count: int) -> list[str]:
     client = aioredis.Redis.from_url(settings.redis_url)
-    _, key = await TenantDirectory(client).create("bench", Limits())
+    _, key = await TenantDirectory(client).create("bench", Limits.unlimited())
     caller = await KeyDirectory(client).lookup(key.api_key)
     assert caller is not None
     submitter = Submitter(client, settings.feed_depth)

@@ -19,6 +19,9 @@ import redis.asyncio as aioredis
 
 from gateway.tenancy.directory import TenantDirectory
 from gateway.tenancy.models import (
+    DEFAULT_DAILY_IMAGES,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_RPM,
     AccountError,
     Limits,
     NewKey,
@@ -171,15 +174,23 @@ def _limit_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     def value(default: Any) -> Any:
         return default if defaults else None
 
-    parser.add_argument("--rpm", type=int, default=value(0), help="tasks per minute (0: no limit)")
+    parser.add_argument(
+        "--rpm",
+        type=int,
+        default=value(DEFAULT_RPM),
+        help=f"tasks per minute (new tenants: {DEFAULT_RPM}; 0: no limit)",
+    )
     parser.add_argument(
         "--max-concurrent",
         type=int,
-        default=value(0),
-        help="unfinished tasks at once (0: no limit)",
+        default=value(DEFAULT_MAX_CONCURRENT),
+        help=f"unfinished tasks at once (new tenants: {DEFAULT_MAX_CONCURRENT}; 0: no limit)",
     )
     parser.add_argument(
-        "--daily-images", type=int, default=value(0), help="images per UTC day (0: no limit)"
+        "--daily-images",
+        type=int,
+        default=value(DEFAULT_DAILY_IMAGES),
+        help=f"images per UTC day (new tenants: {DEFAULT_DAILY_IMAGES}; 0: no limit)",
     )
     parser.add_argument(
         "--models", type=_models, default=value(()), help="m1,m2 or 'all' (default: all)"

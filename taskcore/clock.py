@@ -1,4 +1,6 @@
-"""Time as the status store counts it: milliseconds since the epoch."""
+"""This host's time in milliseconds since the epoch, for what it only shows (a submit's time,
+a webhook attempt's). Whatever decides a lease, a deadline or a requeue is read from Redis'
+clock inside the scripts (``scripts/lib/clock.lua``), never from here."""
 
 from __future__ import annotations
 

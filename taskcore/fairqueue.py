@@ -60,9 +60,9 @@ class PoolFeeder:
         self._depth = depth
         self._feed = scripts.bind(client, "feed")
 
-    def feed(self, pool: str, now_ms: int) -> int:
+    def feed(self, pool: str) -> int:
         """Move tasks into ``pool``'s Celery queue up to the depth; returns how many moved."""
-        return int(self._feed(keys=pool_keys(pool), args=[self._depth, now_ms]))
+        return int(self._feed(keys=pool_keys(pool), args=[self._depth]))
 
     def backlog(self, pool: str) -> int:
         """Tasks waiting in the tenant lists of ``pool``."""

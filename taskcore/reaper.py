@@ -16,9 +16,16 @@ once, since each step is one Lua script.
   took it and died before claiming it), is put back into the queue. Should the
   first worker still be alive after all, the second claim is skipped (see the claim).
 - Deadline: a task RUNNING since a claim older than ``deadline`` seconds is FAILED with
-  ``InternalError.Timeout``, and its slot and unmade images are released.
+  ``InternalError.Timeout``, and its slot and unmade images are released. The candidates
+  come from each pool's ``claimed`` set (scored by claim time), so a pass looks only at
+  tasks claimed before the cutoff, never at the tasks waiting beside them.
 - A task in its tenant's unfinished set whose record is gone (it expired) or already
-  final: its slot is released.
+  final: its slot is released. One sweep walks every tenant's set, a bounded step per
+  pass (``SWEEP_BUDGET`` tasks and tenants), with its cursor kept in Redis: the passes of
+  all workers share it, so a pass costs the same with ten tenants or ten thousand.
+
+Every time these steps judge (a lease, a claim's age, when a task was fed) is Redis'
+own (``TIME`` in the scripts), so workers whose clocks disagree agree on them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ log = logging.getLogger("synthgate.reaper")
 
 LOST_CODE = "InternalError.Timeout"
 _BATCH = 1000
+SWEEP_BUDGET = 1000  # tasks and tenants one pass's sweep step looks at
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,27 +67,29 @@ class ReaperTerms:
 
 
 class Reaper:
-    """One pass over every tenant's unfinished tasks and the given pools' leases and queues."""
+    """One pass over the given pools' deadlines, leases and queues, and one step of the
+    sweep of every tenant's unfinished tasks."""
 
     def __init__(self, client: redis.Redis, terms: ReaperTerms) -> None:
         self._redis = client
         self._terms = terms
-        self._reap_tasks = scripts.bind(client, "reap_tasks")
+        self._reap_deadlines = scripts.bind(client, "reap_deadlines")
+        self._sweep = scripts.bind(client, "sweep_unfinished")
         self._take_over = scripts.bind(client, "take_over")
         self._requeue = scripts.bind(client, "requeue")
         self._reconcile = scripts.bind(client, "upstream_reconcile")
 
-    def run(self, pools: list[str], now_ms: int, *, take_over: bool = True) -> Reaped:
+    def run(self, pools: list[str], *, take_over: bool = True) -> Reaped:
         """One pass; ``take_over=False`` (the caller was cut off from Redis less than a lease
         ago) leaves expired leases for a later pass."""
-        tasks = self._reap_deadlines(now_ms)
+        tasks = sum(self._deadlines(pool) for pool in pools) + self.sweep()
         # DashScope accounts' running slots of records that ended unseen (upstream_accounts).
         tasks += int(self._reconcile(keys=[redis_keys.upstream_running_sets()], args=[]))
-        cutoff = now_ms - int(self._terms.requeue_after_seconds * 1000)
+        after_ms = int(self._terms.requeue_after_seconds * 1000)
         unstuck = 0
         for pool in pools:
             keys_ = [redis_keys.celery_queue(pool), redis_keys.starting(pool)]
-            requeued, dropped = self._requeue(keys=keys_, args=[cutoff, now_ms])
+            requeued, dropped = self._requeue(keys=keys_, args=[after_ms])
             unstuck += int(requeued) + int(dropped)
         moved = failed = 0
         if take_over and self._redis_up_for() >= self._terms.lease_seconds:
@@ -87,7 +97,6 @@ class Reaper:
                 m, f = self._take_over(
                     keys=[redis_keys.leases(pool), redis_keys.celery_queue(pool)],
                     args=[
-                        now_ms,
                         _BATCH,
                         self._terms.max_attempts,
                         self._terms.ttl_seconds,
@@ -99,18 +108,19 @@ class Reaper:
                 moved, failed = moved + int(m), failed + int(f)
         return Reaped(tasks, unstuck, moved, failed)
 
-    def _reap_deadlines(self, now_ms: int) -> int:
-        tenants = sorted(name.decode() for name in self._redis.smembers(redis_keys.tenants()))  # type: ignore[union-attr]
+    def sweep(self) -> int:
+        """One step of the sweep of the tenants' unfinished sets; the slots released."""
+        sweep_keys = [redis_keys.tenants(), redis_keys.reaper_sweep(), redis_keys.reaper_unswept()]
+        return int(self._sweep(keys=sweep_keys, args=[SWEEP_BUDGET]))
+
+    def _deadlines(self, pool: str) -> int:
         deadline = self._terms.deadline_seconds
         message = f"The task ran longer than its deadline ({deadline:.0f} s) and was stopped."
-        args = [now_ms, now_ms - int(deadline * 1000), self._terms.ttl_seconds, _BATCH]
-        return sum(
-            int(
-                self._reap_tasks(
-                    keys=[redis_keys.tenant_active(tenant)], args=[*args, LOST_CODE, message]
-                )
+        return int(
+            self._reap_deadlines(
+                keys=[redis_keys.claimed(pool)],
+                args=[int(deadline * 1000), self._terms.ttl_seconds, _BATCH, LOST_CODE, message],
             )
-            for tenant in tenants
         )
 
     def _redis_up_for(self) -> float:

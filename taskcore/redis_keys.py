@@ -117,6 +117,17 @@ def webhooks_due() -> str:
     return f"{PREFIX}:webhooks:due"
 
 
+def reaper_sweep() -> str:
+    """Hash: where the reaper's sweep of the tenants' unfinished sets stands: the tenant
+    it is in and the ``ZSCAN`` cursor there (see ``taskcore/reaper.py``)."""
+    return f"{PREFIX}:reaper:sweep"
+
+
+def reaper_unswept() -> str:
+    """Set: the tenants the reaper's current sweep has not visited yet."""
+    return f"{PREFIX}:reaper:unswept"
+
+
 def task_id_of(record_key: str) -> str:
     """The task id in a record key (sets of record keys name tasks that way)."""
     return record_key.removeprefix(f"{PREFIX}:task:")
@@ -161,6 +172,12 @@ def starting(pool: str) -> str:
     """Sorted set: tasks moved into the pool's Celery queue that no worker has claimed yet,
     scored by when they moved (ms)."""
     return f"{PREFIX}:pool:{pool}:starting"
+
+
+def claimed(pool: str) -> str:
+    """Sorted set: the pool's RUNNING tasks (record keys), scored by their last claim (ms);
+    the reaper fails those claimed longer than the task deadline ago."""
+    return f"{PREFIX}:pool:{pool}:claimed"
 
 
 def leases(pool: str) -> str:

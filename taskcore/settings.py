@@ -6,6 +6,7 @@ Built once at start-up (``Settings.from_env()``) and handed down; never at impor
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -32,6 +33,12 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 StorageKind = Literal["local", "s3"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 Route = Literal["local", "upstream", "both"]
+
+# The form of every API key the gateway accepts (its own are ``sk-`` and 43 characters), the
+# dev key's too: anything else is refused without a lookup.
+API_KEY_FORM = re.compile(r"[\x21-\x7e]{32,256}")
+# The admin token opens every tenant's keys: a guessable one is refused at start.
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class SettingsError(Exception):
@@ -204,6 +211,32 @@ class Settings(BaseSettings):
     events_max_seconds: float = Field(default=600.0, gt=0)  # a stream then ends; clients reconnect
     openai_default_model: str = "stable-diffusion-xl"
     openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
+
+    # What one tenant or one caller can hold or guess (docs/reliability.md, docs/tenants.md).
+    # Task event streams and synchronous OpenAI calls a tenant holds open at once, per
+    # gateway process; one more is 429 Throttling.
+    open_streams_per_tenant: int = Field(default=20, ge=1, le=10_000)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_strength(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < MIN_ADMIN_TOKEN_LENGTH or len(set(token)) < 10):
+            raise ValueError(
+                f"must have at least {MIN_ADMIN_TOKEN_LENGTH} characters, 10 of them different "
+                "(e.g. openssl rand -hex 32)"
+            )
+        return value
+
+    @field_validator("dev_api_key")
+    @classmethod
+    def _dev_key_form(cls, value: str) -> str:
+        if value and not API_KEY_FORM.fullmatch(value):
+            raise ValueError(
+                "must be 32 to 256 visible ASCII characters, no spaces "
+                "(synthgate run makes one when unset)"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

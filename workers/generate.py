@@ -23,6 +23,7 @@ log = logging.getLogger("synthgate.worker")
 
 STORAGE_CODE = "InternalError.Storage"
 STORAGE_MESSAGE = "The images could not be stored; please retry the task."
+CRASH_MESSAGE = "The image generation failed on the worker; please retry the task."
 
 _T = TypeVar("_T")
 
@@ -119,9 +120,10 @@ def failure_verdict(task_id: str, exc: Exception) -> Verdict:
         return TaskStatus.FAILED, [], STORAGE_CODE, STORAGE_MESSAGE
     if isinstance(exc, TaskFailed):
         return TaskStatus.FAILED, [], exc.code, exc.message
-    # A crash in a backend fails this task, not the worker.
+    # A crash in a backend fails this task, not the worker. Its text (paths, addresses,
+    # settings) stays in the log: the tenant gets the code and a short message.
     log.error("task %s failed", task_id, exc_info=exc)
-    return TaskStatus.FAILED, [], "InternalError.Algo", _describe(exc)
+    return TaskStatus.FAILED, [], "InternalError.Algo", CRASH_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +184,3 @@ def verdict(results: list[dict[str, str]]) -> Verdict:
         first.get("code", "InternalError.Algo"),
         first.get("message", "No image could be generated."),
     )
-
-
-def _describe(exc: Exception) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -50,6 +50,8 @@ class LeaseKeeper:
         with self._lock:
             held = sorted(self._held)
         lost = self._store.renew(held)
+        with self._lock:  # a task that ended meanwhile was not lost
+            lost = [task_id for task_id in lost if task_id in self._held]
         if lost:  # its finish will be refused: the new holder ends the task
             log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
 

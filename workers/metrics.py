@@ -109,7 +109,7 @@ WEBHOOK_ATTEMPTS = Counter(
 
 NO_CODE = "none"
 OTHER_CODE = "other"
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAX_CODES = 64
 _codes: set[str] = set()  # process-level: the codes seen so far, capped
 _codes_lock = threading.Lock()
@@ -121,7 +121,7 @@ def bounded_code(code: str) -> str:
         return NO_CODE
     if code in _codes:
         return code
-    if not _CODE.match(code):
+    if not _CODE.fullmatch(code):
         return OTHER_CODE
     with _codes_lock:
         if len(_codes) >= _MAX_CODES:

@@ -5,10 +5,10 @@ the diffusers backend fill it up to :data:`DENOISED`, the upstream backend maps 
 upstream task's status to rough values (:data:`UPSTREAM_PROGRESS`); the finish
 script sets 100 on SUCCEEDED (``images_done`` rises as images are stored, see
 ``WorkerTaskStore.mark_stored``). A write is one small script that only raises the
-value, and only while the task is RUNNING: a late write after the task ended, or one
-of a worker that lost its task to another, changes nothing, and a retried image
-never makes the bar go back. Writes are throttled, so the cost is a few per second
-whatever the step rate.
+value, and only while the task is RUNNING under the writer's lease: a late write after
+the task ended, or one of a worker that lost its task to another, changes nothing, and a
+retried image never makes the bar go back. Writes are throttled, so the cost is a few per
+second whatever the step rate.
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ UPSTREAM_PROGRESS = {"PENDING": 0, "RUNNING": 50, "SUCCEEDED": DENOISED}
 class ProgressRecorder:
     """Writes tasks' progress into their records (one per worker process)."""
 
-    def __init__(self, client: redis.Redis, interval_seconds: float = 0.25) -> None:
+    def __init__(self, client: redis.Redis, worker: str, interval_seconds: float = 0.25) -> None:
         self._raise = scripts.bind(client, "progress_raise")
+        self._worker = worker  # the lease holder's name: only its writes count
         self.interval_seconds = interval_seconds
 
     def record(self, task_id: str, progress: int) -> None:
         """Raise the task's progress to ``progress`` (0-100) while it runs; never fails it."""
         value = max(0, min(100, int(progress)))
         try:
-            self._raise(keys=[redis_keys.task(task_id)], args=[value])
+            self._raise(keys=[redis_keys.task(task_id)], args=[self._worker, value])
         except redis.RedisError as exc:  # progress is a courtesy: the task goes on
             log.warning("task %s: progress not recorded: %s", task_id, exc)
 

@@ -158,7 +158,7 @@ def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
     )
     runtime = WorkerRuntime(settings, store, build_storage(settings))
     progress = ProgressRecorder(
-        redis.Redis(connection_pool=pool), settings.progress_interval_seconds
+        redis.Redis(connection_pool=pool), lease.worker, settings.progress_interval_seconds
     )
     catalog = settings.catalog
     local = [q for q in queues if not is_upstream_pool(q)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from taskcore.settings import Settings
@@ -28,7 +27,7 @@ class Service(Protocol):
 def worker_services(settings: Settings, pools: list[str]) -> list[Service]:
     services: list[Service] = [
         build_upkeep(settings, pools),
-        WebhookLoop(redis.Redis.from_url(settings.redis_url), settings),
+        WebhookLoop(settings),
     ]
     sweeper = build_sweeper(settings)
     if sweeper is not None:

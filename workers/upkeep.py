@@ -14,7 +14,6 @@ import time
 
 import redis
 
-from taskcore.clock import now_ms
 from taskcore.fairqueue import PoolFeeder
 from taskcore.reaper import Reaper, ReaperTerms
 from taskcore.settings import Settings
@@ -49,7 +48,7 @@ class Upkeep:
                     next_reap = time.monotonic() + self._reap_interval
                     self._reap()
                 for pool in self._pools:
-                    self._feeder.feed(pool, now_ms())
+                    self._feeder.feed(pool)
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 self._last_error = time.monotonic()
                 log.warning("upkeep failed: %s", exc)
@@ -59,9 +58,7 @@ class Upkeep:
         # Leases held by workers that were cut off from Redis with this one are renewed within
         # a lease of the reconnection: expired leases are taken over only after that.
         connected_for = time.monotonic() - self._last_error
-        reaped = self._reaper.run(
-            self._pools, now_ms(), take_over=connected_for >= self._lease_seconds
-        )
+        reaped = self._reaper.run(self._pools, take_over=connected_for >= self._lease_seconds)
         if reaped.tasks or reaped.unstuck or reaped.taken_over or reaped.poisoned:
             log.warning(
                 "reaper: %d slots released or tasks failed past their deadline, %d unclaimed "

@@ -34,6 +34,8 @@ from gateway.routes import (
 )
 from gateway.tenancy.auth import KeyDirectory
 from gateway.tenancy.directory import TenantDirectory
+from gateway.tenancy.models import DevKeyRefused
+from gateway.tenancy.streams import OpenStreams
 from taskcore.celery_queue import create_celery
 from taskcore.image_urls import open_presigner
 from taskcore.settings import Settings
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
         app.state.image_reader = await open_image_reader(settings)
         app.state.keys = KeyDirectory(client, settings.key_cache_seconds)
+        app.state.open_streams = OpenStreams(settings.open_streams_per_tenant)
         app.state.directory = TenantDirectory(client, settings.catalog.names())
         if settings.storage == "s3":
             app.state.image_urls = await open_presigner(settings)
@@ -68,8 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
         app.state.readiness = Readiness(settings, client)
         if settings.dev_api_key:
-            await app.state.directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
-            log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
+            await _register_dev_key(app.state.directory, settings)
         try:
             yield
         finally:
@@ -94,6 +96,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(admin.router)
     _install_error_handlers(app)
     return app
+
+
+async def _register_dev_key(directory: TenantDirectory, settings: Settings) -> None:
+    """The dev key for the dev tenant; a refused one is logged, and the gateway goes on."""
+    try:
+        await directory.ensure_dev(settings.dev_tenant, settings.dev_api_key)
+    except DevKeyRefused as exc:
+        log.warning("no dev API key: %s", exc)
+        return
+    log.info("dev tenant %r has the configured dev API key", settings.dev_tenant)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from gateway.edge.bodies import decode_json
 from gateway.edge.errors import InvalidApiKey
 from gateway.intake.admission import Submitter, tenant_disabled
 from gateway.tenancy.auth import Caller, KeyDirectory
+from gateway.tenancy.streams import OpenStreams
 from taskcore.image_urls import ImageUrls
 from taskcore.logs import bind
 from taskcore.settings import Settings
@@ -69,12 +70,30 @@ async def resolve_caller(request: Request) -> Caller:
         raise InvalidApiKey()
     directory: KeyDirectory = request.app.state.keys
     caller = await directory.lookup(token.strip())
+    if caller is not None:
+        bind(tenant=caller.tenant)  # for the request's log lines, metrics and rejections
+    return allowed(caller)
+
+
+def allowed(caller: Caller | None) -> Caller:
+    """``caller`` if its key is known and its tenant enabled; else the error to answer."""
     if caller is None:
         raise InvalidApiKey()
-    bind(tenant=caller.tenant)  # for the request's log lines, metrics and rejections
     if not caller.enabled:
         raise tenant_disabled(caller.tenant)
     return caller
+
+
+async def still_allowed(request: Request, caller: Caller) -> None:
+    """For requests that stay open: raise as :func:`resolve_caller` would once the caller's
+    key was revoked or its tenant disabled (noticed within the key cache time)."""
+    directory: KeyDirectory = request.app.state.keys
+    allowed(await directory.recheck(caller))
+
+
+def open_streams_of(request: Request) -> OpenStreams:
+    streams: OpenStreams = request.app.state.open_streams
+    return streams
 
 
 async def _submitter(request: Request) -> Submitter:

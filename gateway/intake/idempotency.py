@@ -8,9 +8,10 @@ A submit with ``Idempotency-Key: K`` records, in the same Lua script that accept
 so a replay consumes no rate, slot or quota. Concurrent duplicates are serialised by
 Redis: exactly one of them creates T.
 
-The key names a request, not just a task: a replay whose body differs from the first
-request's (its :func:`fingerprint`) is refused with 409 ``InvalidParameter`` rather than
-silently answered with a task that does something else. A submit that was refused (by a
+The key names a request, not just a task: a replay whose body, ``X-Synthgate-Priority`` or
+``X-Synthgate-Callback`` header differs from the first request's (its :func:`fingerprint`)
+is refused with 409 ``InvalidParameter`` rather than silently answered with a task that
+does something else. A submit that was refused (by a
 limit, say) records nothing, so it may be retried with the same key.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 
 from gateway.edge.errors import ApiError, InvalidParameter
 
@@ -29,7 +31,7 @@ MAX_LENGTH = 255
 DEFAULT_TTL_SECONDS = 86_400
 
 # Visible ASCII: UUIDs, ULIDs, base64 and any printable token a client makes fit.
-_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_LENGTH}}}$")
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_LENGTH}}}")
 
 
 class IdempotencyConflict(ApiError):
@@ -43,7 +45,7 @@ def parse_key(value: str | None) -> str | None:
     """The header's key, or None when the header is absent; 400 when it is malformed."""
     if value is None:
         return None
-    if not _KEY.match(value):
+    if not _KEY.fullmatch(value):
         raise InvalidParameter(
             f"Header 'Idempotency-Key' must be 1 to {MAX_LENGTH} visible ASCII characters "
             "(no spaces), e.g. a UUID."
@@ -51,11 +53,14 @@ def parse_key(value: str | None) -> str | None:
     return value
 
 
-def fingerprint(kind: str, body: object) -> str:
-    """A digest of the request as decoded (key order and spacing do not matter); ``kind``
+def fingerprint(kind: str, body: object, headers: Mapping[str, str] | None = None) -> str:
+    """A digest of the request as decoded (key order and spacing do not matter): its body
+    and the ``headers`` that change what it does (the priority, the callback); ``kind``
     names the API it came through, so one key cannot serve two APIs."""
     # json, not orjson: a decoded body may hold integers wider than 64 bits.
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if headers:  # none: the digest a request without them always had
+        canonical += "\n" + json.dumps(dict(headers), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{kind}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -34,15 +34,24 @@ PRIORITY_HEADER = "x-synthgate-priority"
 
 def submit_options(headers: Mapping[str, str], body: object, api: str) -> SubmitOptions:
     """The request's priority and ``Idempotency-Key`` (validated), with the fingerprint of
-    ``body`` as it came through ``api`` (``dashscope`` or ``openai``) when there is a key.
-    DashScope's extra fields live in ``parameters``, OpenAI's at the top of the body."""
+    the request as it came through ``api`` (``dashscope`` or ``openai``) when there is a key:
+    its body and the headers that change what it does (the priority, and on DashScope's
+    route the callback). DashScope's extra fields live in ``parameters``, OpenAI's at the
+    top of the body."""
     key = idempotency.parse_key(headers.get(idempotency.HEADER))
     if api == "openai":
         value, field = _field(body, "priority"), "priority"
     else:
         value, field = _field(_field(body, "parameters"), "priority"), "parameters.priority"
-    level = parse_priority(headers.get(PRIORITY_HEADER), value, field)
-    return SubmitOptions(level, key, idempotency.fingerprint(api, body) if key else "")
+    header = headers.get(PRIORITY_HEADER)
+    level = parse_priority(header, value, field)
+    if not key:
+        return SubmitOptions(level)
+    said = {PRIORITY_HEADER: header.strip().lower()} if header is not None else {}
+    callback = headers.get(CALLBACK_HEADER, "").strip()
+    if callback and api != "openai":
+        said[CALLBACK_HEADER] = callback
+    return SubmitOptions(level, key, idempotency.fingerprint(api, body, said))
 
 
 def _field(body: object, name: str) -> object:

@@ -21,6 +21,9 @@ from gateway.edge.errors import Conflict, InvalidApiKey, InvalidParameter, NotFo
 from gateway.edge.responses import JsonResponse, reply
 from gateway.tenancy.directory import TenantDirectory
 from gateway.tenancy.models import (
+    DEFAULT_DAILY_IMAGES,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_RPM,
     AccountError,
     Limits,
     TenantExists,
@@ -57,9 +60,9 @@ class _Body(BaseModel):
 
 class TenantCreate(_Body):
     name: str
-    rpm: int = 0
-    max_concurrent: int = 0
-    daily_images: int = 0
+    rpm: int = DEFAULT_RPM
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    daily_images: int = DEFAULT_DAILY_IMAGES
     models: list[str] = Field(default_factory=list)
     weight: float = 1.0
     key_label: str = Field(default="default", max_length=200)

@@ -13,7 +13,7 @@ from gateway.edge.errors import AccessDenied, NotFound
 router = APIRouter()
 
 # Exactly the keys workers write: {tenant}/{yyyy-mm-dd}/{task_id}/{i}.png
-_KEY = re.compile(r"^[A-Za-z0-9_.-]+/\d{4}-\d{2}-\d{2}/[0-9a-f-]{36}/\d+\.png$")
+_KEY = re.compile(r"[A-Za-z0-9_.-]+/\d{4}-\d{2}-\d{2}/[0-9a-f-]{36}/\d+\.png")
 
 
 @router.get("/files/{key:path}")
@@ -21,7 +21,7 @@ async def download(
     key: str, settings: AppSettings, signer: Signer, request: Request
 ) -> FileResponse:
     query = request.query_params
-    if not _KEY.match(key) or ".." in key:
+    if not _KEY.fullmatch(key) or ".." in key:
         raise AccessDenied("Invalid file URL.")
     if not signer.valid(key, query.get("expires", ""), query.get("sig", "")):
         raise AccessDenied("The file URL is invalid or has expired.")

@@ -7,6 +7,8 @@ gateway waits for the task to end, up to ``SYNTHGATE_OPENAI_WAIT_SECONDS``, and 
 ``X-Synthgate-Task-Id``, so a caller whose wait ran out (504) can follow the task
 through the DashScope API. With an ``Idempotency-Key``, a retried call waits for the
 same task instead of making a new one (the OpenAI SDK retries 5xx answers by itself).
+Each call holds one of its tenant's open-request slots (:mod:`gateway.tenancy.streams`)
+while it waits, and ends (401, 403) once its key is revoked or its tenant disabled.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from gateway.contracts.openai_mapping import (
     parse_images_request,
 )
 from gateway.edge.connections import UNAVAILABLE_ERRORS, unavailable
-from gateway.edge.deps import CurrentCaller, JsonBody, Links, Store, Submissions
+from gateway.edge.deps import (
+    CurrentCaller,
+    JsonBody,
+    Links,
+    Store,
+    Submissions,
+    open_streams_of,
+    still_allowed,
+)
 from gateway.edge.errors import ApiError
 from gateway.edge.image_reader import ImageMissing, ImageReader
 from gateway.edge.responses import JsonResponse
@@ -87,12 +97,19 @@ async def generate_images(
     settings = request.app.state.settings
     wanted = parse_images_request(body, settings.openai_default_model, settings.catalog)
     options = submit_options(request.headers, body, "openai")
-    accepted = await enqueue(request, submitter, caller, wanted.job, options=options)
-    headers = {TASK_HEADER: accepted.task_id, **accepted.headers()}
-    if accepted.replayed:
-        headers[REPLAYED_HEADER] = "true"
-    watcher: TaskWatcher = request.app.state.watcher
-    seen = await watcher.until_final(accepted.task_id, caller.tenant, settings.openai_wait_seconds)
+    # A slot of the tenant's open requests first: a refused call submits nothing.
+    with open_streams_of(request).hold(caller.tenant):
+        accepted = await enqueue(request, submitter, caller, wanted.job, options=options)
+        headers = {TASK_HEADER: accepted.task_id, **accepted.headers()}
+        if accepted.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        watcher: TaskWatcher = request.app.state.watcher
+        seen = await watcher.until_final(
+            accepted.task_id,
+            caller.tenant,
+            settings.openai_wait_seconds,
+            check=lambda: still_allowed(request, caller),
+        )
     record = await store.get(accepted.task_id, caller.tenant) if seen.final else None
     if record is None or record.status is not TaskStatus.SUCCEEDED:
         wait = settings.openai_wait_seconds

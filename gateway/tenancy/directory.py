@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from gateway.tenancy.auth import generate_api_key, hash_api_key
 from gateway.tenancy.models import (
+    DevKeyRefused,
     KeyInfo,
     Limits,
     NewKey,
@@ -25,6 +26,7 @@ from gateway.tenancy.models import (
     UnknownKey,
     UnknownTenant,
     Webhooks,
+    validate_key_id,
     validate_name,
 )
 from gateway.tenancy.usage import DayUsage, read_usage
@@ -34,6 +36,14 @@ from taskcore.webhooks.payload import new_secret
 
 # An audit trail of every change: tenant names and key ids, never a key.
 log = logging.getLogger("synthgate.tenants")
+
+
+def _audited(fields: dict[str, str]) -> dict[str, str]:
+    """Changed fields as the audit log shows them: a webhook URL may carry a secret in its
+    path or query, so only whether it is set is written down."""
+    if "webhook_url" in fields:
+        fields = {**fields, "webhook_url": "(set)" if fields["webhook_url"] else "(none)"}
+    return fields
 
 
 def _new_key_id() -> str:
@@ -92,15 +102,27 @@ class TenantDirectory:
         return await self.get(name), NewKey(await self._key(key_id), api_key)
 
     async def ensure_dev(self, name: str, api_key: str) -> KeyInfo:
-        """The dev tenant (made unlimited if missing; kept as it is if not) and its key."""
+        """The dev tenant (made unlimited if missing; kept as it is if not) and its key.
+        Raises :class:`DevKeyRefused` for a key that was revoked or is another tenant's, and
+        for a tenant ``name`` that exists but was not made for a dev key."""
         validate_name(name)
         key_id = "dev-" + hash_api_key(api_key)[:8]
-        script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits())
-        await self._ensure(keys=script_keys, args=args)
+        script_keys, args = self._key_args(name, key_id, "dev", api_key, Limits.unlimited())
+        verdict = (await self._ensure(keys=script_keys, args=args)).decode()
+        if verdict == "revoked":
+            raise DevKeyRefused(f"the dev API key ({key_id}) was revoked; it stays revoked")
+        if verdict == "taken":
+            raise DevKeyRefused(f"the dev API key ({key_id}) belongs to another tenant")
+        if verdict != "ok":
+            raise DevKeyRefused(
+                f"tenant {name!r} exists and was not made for a dev key; it gets none "
+                "(name another SYNTHGATE_DEV_TENANT)"
+            )
         return await self._key(key_id)
 
     async def create_key(self, name: str, label: str = "") -> NewKey:
         """A new key for an existing tenant."""
+        validate_name(name)
         api_key, key_id = generate_api_key(), _new_key_id()
         script_keys, args = self._key_args(name, key_id, label, api_key, Limits())
         if not await self._add_key(keys=script_keys, args=args[:5]):
@@ -110,6 +132,7 @@ class TenantDirectory:
 
     async def revoke_key(self, key_id: str) -> KeyInfo:
         """Revoke a key (idempotent); gateways refuse it within their key cache's lifetime."""
+        validate_key_id(key_id)
         if not await self._revoke(keys=[redis_keys.key_info(key_id)], args=[now_ms()]):
             raise UnknownKey(key_id)
         info = await self._key(key_id)
@@ -146,12 +169,13 @@ class TenantDirectory:
         args = [str(now_ms()), *[item for pair in fields.items() for item in pair]]
         if not await self._update(keys=[redis_keys.tenant(name)], args=args):
             raise UnknownTenant(name)
-        log.info("tenant %s updated: %s", name, fields, extra={"tenant": name})
+        log.info("tenant %s updated: %s", name, _audited(fields), extra={"tenant": name})
         return await self.get(name)
 
     async def new_webhook_secret(self, name: str) -> str:
         """A new secret signing the tenant's webhooks, replacing the old one at once; it is
         returned only now."""
+        validate_name(name)
         secret = new_secret()
         script_keys = [redis_keys.tenant(name), redis_keys.tenant_webhook_secret(name)]
         if not await self._set_secret(keys=script_keys, args=[secret]):
@@ -160,6 +184,9 @@ class TenantDirectory:
         return secret
 
     async def get(self, name: str) -> Tenant:
+        """Tenant ``name``: :class:`AccountError` for a name no tenant can have,
+        :class:`UnknownTenant` for one no tenant has."""
+        validate_name(name)
         data: dict[bytes, bytes] = await self._redis.hgetall(redis_keys.tenant(name))  # type: ignore[assignment]
         if not data:
             raise UnknownTenant(name)
@@ -192,6 +219,7 @@ class TenantDirectory:
 
     async def active_tasks(self, name: str) -> int:
         """The tenant's unfinished tasks (what ``max_concurrent`` limits)."""
+        validate_name(name)
         return int(await self._redis.zcard(redis_keys.tenant_active(name)))
 
     async def _key(self, key_id: str) -> KeyInfo:

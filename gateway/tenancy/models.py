@@ -15,8 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 from taskcore.webhooks.targets import CallbackRefused, normalize_hosts, parse_target
 
-# Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py).
-TENANT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Storage keys and file URLs start with the tenant's name (see gateway/routes/files.py), and
+# Redis keys hold it between colons: always matched whole (``$`` would let "alpha\n" by).
+TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Key ids as the directory makes them: ``k-`` and 16 hex digits, or ``dev-`` and 8.
+KEY_ID = re.compile(r"k-[0-9a-f]{16}|dev-[0-9a-f]{8}")
 MAX_LIMIT = 10**9
 MIN_WEIGHT, MAX_WEIGHT = 0.01, 1000.0
 
@@ -37,22 +40,47 @@ class TenantExists(Exception):
     """A tenant of that name exists already."""
 
 
+class DevKeyRefused(Exception):
+    """The dev key is not registered; the message says why."""
+
+
 def validate_name(name: str) -> str:
+    """``name`` if it may name a tenant; else :class:`AccountError` (400)."""
     # "." and ".." match the pattern but would be path components of every storage key.
-    if not TENANT_NAME.match(name) or set(name) == {"."}:
-        raise AccountError(f"invalid tenant name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    if not TENANT_NAME.fullmatch(name) or set(name) == {"."}:
+        raise AccountError(f"invalid tenant name {name[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -")
     return name
+
+
+def validate_key_id(key_id: str) -> str:
+    """``key_id`` if the directory could have made it; else :class:`UnknownKey` (404)."""
+    if not KEY_ID.fullmatch(key_id):
+        raise UnknownKey(key_id[:80])
+    return key_id
+
+
+# A new tenant's limits unless it is given others (docs/tenants.md): finite, so that a
+# tenant made without thinking cannot take every slot; 0 asks for no limit.
+DEFAULT_RPM = 60
+DEFAULT_MAX_CONCURRENT = 20
+DEFAULT_DAILY_IMAGES = 2_000
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A tenant's limits; 0 (or no models) means unlimited (or every model)."""
+    """A tenant's limits; 0 (or no models) means unlimited (or every model). The defaults
+    are finite: unlimited only when asked (:meth:`unlimited`)."""
 
-    rpm: int = 0
-    max_concurrent: int = 0
-    daily_images: int = 0
+    rpm: int = DEFAULT_RPM
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    daily_images: int = DEFAULT_DAILY_IMAGES
     models: tuple[str, ...] = ()
     weight: float = 1.0
+
+    @classmethod
+    def unlimited(cls) -> Limits:
+        """No limit at all (the dev tenant's)."""
+        return cls(rpm=0, max_concurrent=0, daily_images=0)
 
     def __post_init__(self) -> None:
         for name in ("rpm", "max_concurrent", "daily_images"):

@@ -1,7 +1,5 @@
 -- KEYS: 1 the index; ARGV: 1 tenant, 2 min, 3 max (scores), 4 offset, 5 limit, 6 prune batch
-local clock = redis.call('TIME')
-ix_prune(ARGV[1], tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000),
-         tonumber(ARGV[6]))
+ix_prune(ARGV[1], clock_ms(), tonumber(ARGV[6]))
 local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
 for _ = 1, 3 do

@@ -23,7 +23,8 @@ With the flags:
 - scripts that move work to its end (:attr:`WhenFull.RUNS`: finish, lease renewal,
   progress, annotations, a client's cancel, the reaper's passes) run whatever the memory:
   a few small fields a task (a cancel frees the queued message), and finished records
-  expire as usual;
+  expire as usual; so does the API key lookup, which every read (fetch, list, events)
+  needs, and whose one write is the key's last use;
 - the others (:attr:`WhenFull.DEFAULT`: reads, the admin's writes, webhook bookkeeping)
   keep Redis' own rule above.
 """
@@ -44,12 +45,13 @@ class WhenFull(Enum):
 
 # Fragments in the order they are pasted, each with the fragments it needs itself.
 FRAGMENTS: dict[str, tuple[str, ...]] = {
-    "clock": (),  # redis_now_ms(): Redis' own clock
     "keys": (),  # k_*(): every Redis key name, as taskcore.redis_keys names them
+    "clock": (),  # clock_ms(): Redis' own clock, which decides every lease and deadline
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
-    "webhook_enqueue": ("keys",),  # a final task's webhook delivery, due now
-    "taskindex": ("keys",),  # ix_*(): the listing indexes
-    "release": ("keys", "webhook_enqueue", "taskindex"),  # a final task lets go of its limits
+    "webhook_enqueue": ("keys", "clock"),  # a final task's webhook delivery, due now
+    "taskindex": ("keys", "clock"),  # ix_*(): the listing indexes
+    # a final task lets go of its limits; fail_running(): a RUNNING task FAILS where it stands
+    "release": ("keys", "webhook_enqueue", "taskindex"),
     "directory": (),  # create_tenant() and add_key() of the admin's scripts
 }
 
@@ -77,7 +79,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "submit",
             _REFUSED,
-            ("keys", "fairqueue", "taskindex"),
+            ("keys", "clock", "fairqueue", "taskindex"),
             (
                 "tenant",
                 "api_key",
@@ -114,10 +116,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "claim",
             _REFUSED,
-            ("keys", "fairqueue", "release"),
+            ("keys", "clock", "fairqueue", "release"),
             ("task",),
             (
-                "now_ms",
                 "feed_depth",
                 "worker",
                 "lease_ms",
@@ -130,26 +131,26 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec(
             "finish",
             _RUNS,
-            ("keys", "release"),
+            ("keys", "clock", "release"),
             ("task",),
-            ("status", "end_ms", "results", "code", "message", "record_ttl", "succeeded", "worker"),
+            ("status", "results", "code", "message", "record_ttl", "succeeded", "worker"),
         ),
         ScriptSpec("mark_stored", _RUNS, (), ("task",), ("worker", "index...")),
-        ScriptSpec("renew", _RUNS, ("keys",), ("task...",), ("worker", "lease_until_ms")),
-        ScriptSpec("annotate", _RUNS, (), ("task",), ("field", "value")),
-        ScriptSpec("progress_raise", _RUNS, (), ("task",), ("percent",)),
+        ScriptSpec("renew", _RUNS, ("keys", "clock"), ("task...",), ("worker", "lease_ms")),
+        ScriptSpec("annotate", _RUNS, (), ("task",), ("worker", "field", "value")),
+        ScriptSpec("progress_raise", _RUNS, (), ("task",), ("worker", "percent")),
         ScriptSpec(
             "cancel",
             _RUNS,
-            ("keys", "fairqueue", "release"),
+            ("keys", "clock", "fairqueue", "release"),
             ("task",),
-            ("tenant", "now_ms", "record_ttl"),
+            ("tenant", "record_ttl"),
         ),
         # The listing indexes (taskcore.store.taskindex).
         ScriptSpec(
             "index_page",
             _DEFAULT,
-            ("keys", "taskindex"),
+            ("keys", "clock", "taskindex"),
             ("index",),
             ("tenant", "min", "max", "offset", "limit", "prune_batch"),
         ),
@@ -161,22 +162,24 @@ SCRIPTS: dict[str, ScriptSpec] = {
             ("min", "max", "status", "model", "cursor", "chunk", "skip", "wanted"),
         ),
         # The fair queue (taskcore.fairqueue).
-        ScriptSpec("feed", _DEFAULT, ("keys", "fairqueue"), _POOL, ("depth", "now_ms")),
+        ScriptSpec("feed", _DEFAULT, ("keys", "clock", "fairqueue"), _POOL, ("depth",)),
         # The reaper (taskcore.reaper).
         ScriptSpec(
-            "reap_tasks",
+            "reap_deadlines",
             _RUNS,
-            ("keys", "release"),
-            ("active",),
-            ("now_ms", "cutoff_ms", "record_ttl", "batch", "code", "message"),
+            ("keys", "clock", "release"),
+            ("claimed",),
+            ("deadline_ms", "record_ttl", "batch", "code", "message"),
+        ),
+        ScriptSpec(
+            "sweep_unfinished", _RUNS, ("keys",), ("tenants", "sweep", "unswept"), ("budget",)
         ),
         ScriptSpec(
             "take_over",
             _RUNS,
-            ("keys", "release"),
+            ("keys", "clock", "release"),
             ("leases", "queue"),
             (
-                "now_ms",
                 "batch",
                 "max_attempts",
                 "record_ttl",
@@ -185,12 +188,12 @@ SCRIPTS: dict[str, ScriptSpec] = {
                 "poison_message",
             ),
         ),
-        ScriptSpec("requeue", _RUNS, (), ("queue", "starting"), ("cutoff_ms", "now_ms")),
+        ScriptSpec("requeue", _RUNS, ("clock",), ("queue", "starting"), ("requeue_after_ms",)),
         # DashScope accounts' limits (taskcore.upstream_accounts).
         ScriptSpec(
             "upstream_take",
             _REFUSED,
-            ("keys", "fairqueue", "clock"),
+            ("keys", "clock", "fairqueue"),
             (*_POOL, "running_sets", "running_submits_rest..."),
             ("count", "depth", "name_limit_per_window_window_ms..."),
         ),
@@ -203,7 +206,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ),
         ScriptSpec("upstream_reconcile", _RUNS, (), ("running_sets",), ()),
         # Tenants and keys (gateway.tenancy).
-        ScriptSpec("key_lookup", _DEFAULT, ("keys",), ("api_key",), ("now_ms",)),
+        # Every authenticated call looks its key up: a full Redis must not refuse the reads
+        # (its one write, the key's last use, is a small field).
+        ScriptSpec("key_lookup", _RUNS, ("keys",), ("api_key",), ("now_ms",)),
         ScriptSpec("tenant_create", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
         ScriptSpec("tenant_ensure", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
         ScriptSpec("key_add", _DEFAULT, ("directory",), _DIRECTORY_KEYS, _DIRECTORY_ARGS),
@@ -212,10 +217,18 @@ SCRIPTS: dict[str, ScriptSpec] = {
         ScriptSpec("key_revoke", _DEFAULT, ("keys",), ("key_info",), ("now_ms",)),
         # Webhook deliveries (workers.webhook_delivery).
         ScriptSpec(
-            "webhook_claim_due", _DEFAULT, (), ("due",), ("now_ms", "lease_until_ms", "most")
+            "webhook_claim_due",
+            _DEFAULT,
+            ("clock",),
+            ("due",),
+            ("lease_ms", "most", "cap", "defer_ms", "look_at", "tenant_count..."),
         ),
         ScriptSpec(
-            "webhook_record_attempt", _DEFAULT, (), ("task", "due"), ("attempt", "next_due_ms")
+            "webhook_record_attempt",
+            _DEFAULT,
+            ("clock",),
+            ("task", "due"),
+            ("attempt", "next_in_ms"),
         ),
     )
 }

@@ -29,8 +29,7 @@ if t[5] and t[5] ~= '' and not string.find(',' .. t[5] .. ',', ',' .. ARGV[2] ..
   return reject('model')
 end
 
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = clock_ms()
 local rpm, n = tonumber(t[2] or 0), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 60000)
 local recent = redis.call('ZCARD', KEYS[4])
@@ -70,5 +69,5 @@ ix_prune(ARGV[1], tonumber(ARGV[4]), 4)
 redis.call('HSET', KEYS[3], 'last_used_ms', ARGV[4])
 local stride = fq_stride(tonumber(t[6] or 1))
 fq_enqueue(KEYS[9], KEYS[11], KEYS[12], KEYS[13], KEYS[7], stride, ARGV[15])
-fq_feed(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], tonumber(ARGV[12]), tonumber(ARGV[4]))
+fq_feed(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], tonumber(ARGV[12]), now)
 return {'ok', rpm, math.max(rpm - recent - 1, 0), reset}

@@ -3,7 +3,7 @@
 -- (`per_window` submits in any `window` ms: a little more than a second, since the submit
 -- reaches DashScope a few milliseconds after this). Returns 0 when the submit is counted, else how many ms
 -- until one may be.
-local now = redis_now_ms()
+local now = clock_ms()
 local window, per_window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local rest = redis.call('PTTL', KEYS[2])  -- resting after a 429

@@ -8,7 +8,7 @@
 -- back to the head of the queue. The tenants' order is the feed's.
 -- Returns {message, account, message, account, ...}; account '' for a task that no longer
 -- waits (canceled, expired): its claim cleans it up.
-local now = redis_now_ms()
+local now = clock_ms()
 local count, depth = tonumber(ARGV[1]), tonumber(ARGV[2])
 local accounts, room = {}, 0
 for i = 0, (#KEYS - 6) / 3 - 1 do

@@ -66,14 +66,14 @@ class AsyncWorkerTaskStore:
         return claims
 
     async def annotate(self, task_id: str, field: str, value: str) -> bool:
-        return bool(
-            await self._batch.script(self._annotate, [redis_keys.task(task_id)], [field, value])
-        )
+        args = [self.lease.worker, field, value]
+        return bool(await self._batch.script(self._annotate, [redis_keys.task(task_id)], args))
 
     async def raise_progress(self, task_id: str, progress: int) -> bool:
         """See :class:`workers.progress.ProgressRecorder`."""
+        args = [self.lease.worker, progress]
         return bool(
-            await self._batch.script(self._raise_progress, [redis_keys.task(task_id)], [progress])
+            await self._batch.script(self._raise_progress, [redis_keys.task(task_id)], args)
         )
 
     async def renew(self, task_ids: Sequence[str], *, hand_back: bool = False) -> list[str]:

@@ -3,7 +3,9 @@ scripts that both worker faces of the store send (see :mod:`taskcore.scripts.reg
 
 A worker holds a lease on each task it runs (``LeaseTerms``): while it runs, a second
 delivery of the task's message is skipped; once it expired, whoever claims the task takes
-it over. A task claimed more than ``max_attempts`` times kept killing its workers and
+it over. The scripts read every time from Redis' clock (``lib/clock.lua``), never from the
+worker's: the arguments carry durations only, so workers whose clocks disagree still agree
+on whose lease runs. A task claimed more than ``max_attempts`` times kept killing its workers and
 FAILS with :data:`POISON_CODE` instead of running again.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taskcore import redis_keys
-from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
 from taskcore.records import TaskStatus, encode_results
 
@@ -53,7 +54,6 @@ class Claim:
 def claim_args(lease: LeaseTerms, feed_depth: int, ttl: int) -> list[str | int]:
     """The claim script's ARGV (see ``claim.lua``)."""
     return [
-        now_ms(),
         feed_depth,
         lease.worker,
         int(lease.lease_seconds * 1000),
@@ -97,7 +97,6 @@ def finish_args(
     succeeded = sum(1 for result in results if "key" in result)
     return [
         status.value,
-        now_ms(),
         encode_results(results),
         code,
         message,
@@ -109,7 +108,7 @@ def finish_args(
 
 def renew_args(lease: LeaseTerms, hand_back: bool) -> list[str | int]:
     """The renew script's ARGV (see ``renew.lua``); its KEYS are the tasks' records."""
-    return [lease.worker, now_ms() + (0 if hand_back else int(lease.lease_seconds * 1000))]
+    return [lease.worker, 0 if hand_back else int(lease.lease_seconds * 1000)]
 
 
 def parse_lost(lost: list[bytes]) -> list[str]:

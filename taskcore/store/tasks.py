@@ -84,9 +84,7 @@ class TaskStore:
 
     async def cancel(self, task_id: str, tenant: str) -> TaskStatus:
         """Cancel a PENDING task; returns the status it had (UNKNOWN if not the tenant's)."""
-        previous = await self._cancel(
-            keys=[redis_keys.task(task_id)], args=[tenant, now_ms(), self._ttl]
-        )
+        previous = await self._cancel(keys=[redis_keys.task(task_id)], args=[tenant, self._ttl])
         return TaskStatus(previous.decode())
 
     async def list_page(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -64,10 +65,20 @@ class TaskWatcher:
             return GONE
         return Glimpse(state, parse_count(progress, 100), parse_count(images_done))
 
-    async def until_final(self, task_id: str, tenant: str, timeout: float) -> Glimpse:
-        """Look until the task is final or ``timeout`` seconds have passed; the last look."""
+    async def until_final(
+        self,
+        task_id: str,
+        tenant: str,
+        timeout: float,
+        check: Callable[[], Awaitable[None]] | None = None,
+    ) -> Glimpse:
+        """Look until the task is final or ``timeout`` seconds have passed; the last look.
+        ``check`` runs before each look and may raise to end the wait (the caller's key
+        was revoked, say)."""
         deadline = time.monotonic() + timeout
         while True:
+            if check is not None:
+                await check()
             seen = await self.glimpse(task_id, tenant)
             left = deadline - time.monotonic()
             if seen.final or left <= 0:

@@ -52,8 +52,10 @@ class WorkerTaskStore:
         return parse_claim(task_id, reply)
 
     def annotate(self, task_id: str, field: str, value: str) -> bool:
-        """Set one field of a RUNNING task (e.g. the upstream task id, to resume after a crash)."""
-        return bool(self._annotate(keys=[redis_keys.task(task_id)], args=[field, value]))
+        """Set one field of a RUNNING task this worker holds (e.g. the upstream task id, to
+        resume after a crash); False if it holds the task no longer."""
+        args = [self.lease.worker, field, value]
+        return bool(self._annotate(keys=[redis_keys.task(task_id)], args=args))
 
     def mark_stored(self, task_id: str, indexes: Sequence[int]) -> bool:
         """Record that these images of a task this worker holds are stored."""

@@ -12,7 +12,9 @@ it checked, never resolved a second time. The rules:
   tenant's own ``webhook_url`` is set by an administrator and needs no listing;
 - every address the host resolves to is public, unless ``SYNTHGATE_WEBHOOK_ALLOW_PRIVATE``
   is true or the address lies in an address or network that ``callback_hosts`` names
-  as such: a host-name pattern alone never opens the way to an internal address.
+  as such: a host-name pattern alone never opens the way to an internal address. An IPv6
+  address that carries an IPv4 one (NAT64, 6to4, Teredo, IPv4-mapped or -compatible) is
+  judged by the IPv4 address too.
 """
 
 from __future__ import annotations
@@ -109,13 +111,38 @@ def host_listed(host: str, patterns: Iterable[str]) -> bool:
 
 
 def address_allowed(address: Address, patterns: Iterable[str], allow_private: bool) -> bool:
-    """Public addresses; others only when allowed for all, or listed as addresses."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if allow_private or (address.is_global and not address.is_multicast):
+    """Public addresses; others only when allowed for all, or listed as addresses. An IPv6
+    address that carries an IPv4 one (:func:`embedded_ipv4`) is judged by that too."""
+    if allow_private:
         return True
-    networks = (n for n in map(_network, patterns) if n is not None)
-    return any(address in network for network in networks)
+    networks = [n for n in map(_network, patterns) if n is not None]
+    judged: list[Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = embedded_ipv4(address)
+        judged = [*carried] if address.ipv4_mapped is not None else [address, *carried]
+    return all(
+        (one.is_global and not one.is_multicast) or any(one in network for network in networks)
+        for one in judged
+    )
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, for local use
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291, deprecated
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, NAT64 (the well-known
+    prefix, and the local-use one in its /96 and /48 layouts), 6to4, Teredo (server and
+    client) and IPv4-compatible. Python counts most of these as global whatever they
+    carry; on an IPv6-only cluster with DNS64/NAT64 they reach the IPv4 address."""
+    value = int(address)
+    found = [a for a in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if a]
+    if address in _NAT64 or address in _IPV4_COMPATIBLE or address in _NAT64_LOCAL:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if address in _NAT64_LOCAL:  # RFC 6052 /48: 16 bits, the "u" octet, 16 bits
+        found.append(ipaddress.IPv4Address((value >> 64 & 0xFFFF) << 16 | value >> 40 & 0xFFFF))
+    return found
 
 
 def check_addresses(

@@ -85,7 +85,7 @@ SENTINELS = {
     "aws_secret": "aws-secret-SENTINEL",
     "upstream": "sk-upstream-SENTINEL",
     "account": "sk-account-SENTINEL",
-    "admin": "admin-token-SENTINEL",
+    "admin": "admin-token-SENTINEL-0123456789abcdef",
 }
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -270,7 +270,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "enabled": True,
                 "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"},
                 "host": "img.example.com",
-                "path": "/api",
+                "paths": ["/api/v1", "/v1", "/admin/v1"],
             },
         },
         "networkPolicy": {"enabled": True},

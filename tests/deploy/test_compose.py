@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -187,3 +188,35 @@ def test_secrets_come_from_the_environment_and_every_variable_is_in_the_example(
     example = (DEPLOY / ".env.example").read_text()
     documented = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
     assert variables - documented == set()
+
+
+def test_synthgate_reaches_minio_as_a_user_limited_to_the_bucket(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in SYNTHGATE:
+        environment = services[name]["environment"]
+        assert "MINIO_ROOT" not in environment["AWS_ACCESS_KEY_ID"], name
+        assert "MINIO_ROOT" not in environment["AWS_SECRET_ACCESS_KEY"], name
+        assert environment["AWS_ACCESS_KEY_ID"].startswith("${MINIO_APP_USER:?"), name
+        assert environment["AWS_SECRET_ACCESS_KEY"].startswith("${MINIO_APP_PASSWORD:?"), name
+    # The init job makes that user and gives it the bucket's policy, and nothing else.
+    init = services["minio-bucket"]
+    script = " ".join(init["command"])
+    assert 'mc admin user add local "$$MINIO_APP_USER" "$$MINIO_APP_PASSWORD"' in script
+    assert "mc admin policy create local synthgate-bucket /policy.json" in script
+    assert "mc admin policy attach local synthgate-bucket --user" in script
+    assert "./minio-bucket-policy.json:/policy.json:ro" in init["volumes"]
+    policy = json.loads((DEPLOY / "minio-bucket-policy.json").read_text())
+    bucket = services["gateway"]["environment"]["SYNTHGATE_S3_BUCKET"]
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert set(statement["Resource"]) <= {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        actions |= set(statement["Action"])
+    assert actions == {
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }

@@ -602,6 +602,16 @@ def test_ingress_routes_the_public_host_to_the_gateway_and_sets_the_public_url(
     assert "https://imagegen.example.com/api/v1" in rendered.notes
 
 
+def test_the_ingress_publishes_only_the_public_api_paths_by_default(
+    sets: dict[str, Rendered],
+) -> None:
+    ingress = sets["existing-secrets-ingress-netpol"].get("Ingress", GATEWAY)["spec"]
+    (rule,) = ingress["rules"]
+    paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    # Not /metrics (it names tenants), /admin/v1, /healthz, /readyz or /openapi.json.
+    assert paths == {("/api/v1", "Prefix"), ("/v1", "Prefix"), ("/files", "Prefix")}
+
+
 def test_network_policies_admit_only_the_ingress_to_the_gateway_and_nothing_to_workers(
     sets: dict[str, Rendered],
 ) -> None:
@@ -698,7 +708,7 @@ def test_pods_roll_when_settings_or_secrets_change() -> None:
 
     base = checksums({})
     settings = checksums({"config": {"logLevel": "DEBUG"}})
-    secrets = checksums({"admin": {"token": "rotated"}})
+    secrets = checksums({"admin": {"token": "rotated-admin-token-0123456789abcdef"}})
     for name in base:
         assert base[name]["checksum/config"] != settings[name]["checksum/config"]
         assert base[name]["checksum/secret"] == settings[name]["checksum/secret"]

@@ -185,6 +185,7 @@ ACCOUNT = {"name": "main", "apiKey": "k"}
         ),
         ({"gateway": {"hpa": {"minReplicas": 5, "maxReplicas": 3}}}, "minReplicas exceeds"),
         ({"gateway": {"ingress": {"enabled": True}}}, "ingress.host is required"),
+        ({"admin": {"token": "changeme"}}, "admin.token must have at least 32 characters"),
         (
             {"gateway": {"ingress": {"enabled": True, "host": "a.b", "tls": {"enabled": True}}}},
             "tls.secretName is required",
@@ -294,6 +295,7 @@ ACCOUNT = {"name": "main", "apiKey": "k"}
         "pdb-replicas",
         "hpa-range",
         "ingress-host",
+        "admin-token",
         "ingress-tls",
         "extra-env-secret",
         "route-upstream",

@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from gateway.edge.app import create_app
 from taskcore.settings import Settings
 
-ADMIN_TOKEN = "admin-fuzz-token"
+ADMIN_TOKEN = "admin-fuzz-token-0123456789abcdef"
 # Examples per operation and mode: ~20 operations x 2 modes stay well under a minute.
 EXAMPLES = 25
 SUBMIT_EXAMPLES = 80

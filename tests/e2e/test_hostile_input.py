@@ -26,7 +26,7 @@ from taskcore.contract import GenerationRequest
 from taskcore.url_signing import UrlSigner, shared_secret
 
 LIMIT = 8192
-ADMIN_TOKEN = "admin-hostile-input-token"
+ADMIN_TOKEN = "admin-hostile-input-token-0123456789"
 
 
 @pytest.fixture(scope="module")

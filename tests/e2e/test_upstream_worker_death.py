@@ -28,7 +28,7 @@ from fixtures.webhooks import FAST_WEBHOOK_ENV, running_receiver
 from taskcore import redis_keys
 
 GRACE_SECONDS = 1.5
-ADMIN_TOKEN = "admin-" + secrets.token_hex(8)
+ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from fixtures.processes import RedisServer
 from fixtures.tenants import submit_many
 
 from taskcore import redis_keys
-from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
 from taskcore.fairqueue import PoolFeeder
 from taskcore.records import TaskStatus
@@ -145,7 +144,7 @@ def test_the_upkeep_feed_fills_a_pool_whose_queue_lost_its_messages(
 ) -> None:
     submit_many(redis_server.url, new_tenant(), [JOB] * 5, pool, DEPTH)
     redis_client.delete(redis_keys.starting(pool))  # as after the reaper dropped stuck entries
-    assert PoolFeeder(redis_client, DEPTH).feed(pool, now_ms()) == DEPTH
+    assert PoolFeeder(redis_client, DEPTH).feed(pool) == DEPTH
     assert redis_client.llen(redis_keys.celery_queue(pool)) == 2 * DEPTH
-    assert PoolFeeder(redis_client, DEPTH).feed(pool, now_ms()) == 0  # full again
+    assert PoolFeeder(redis_client, DEPTH).feed(pool) == 0  # full again
     assert PoolFeeder(redis_client, DEPTH).backlog(pool) == 5 - 2 * DEPTH

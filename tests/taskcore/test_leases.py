@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fixtures.processes import RedisServer, running_redis
+from fixtures.records import lapse_lease
 from fixtures.tenants import register_tenant, submit_direct
 
 from taskcore import redis_keys
@@ -90,13 +91,14 @@ def test_an_expired_lease_is_taken_over_and_only_the_new_holder_finishes(
     assert old.mark_stored(task_id, [0, 2])
     redis_client.delete(redis_keys.celery_queue(pool))  # the first delivery was taken
     reaper = _reaper(redis_client)
-    assert reaper.run([pool], now_ms()).taken_over == 0  # lease still running
-    reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)
+    assert reaper.run([pool]).taken_over == 0  # lease still running
+    lapse_lease(redis_client, task_id, pool)
+    reaped = reaper.run([pool])
     assert reaped.taken_over == 1
     message = redis_client.hget(redis_keys.task(task_id), "envelope")
     assert redis_client.lrange(redis_keys.celery_queue(pool), 0, -1) == [message]
     # Nobody's until claimed: not pushed again within the next lease.
-    assert reaper.run([pool], now_ms() + LEASE_MS + 2).taken_over == 0
+    assert reaper.run([pool]).taken_over == 0
     claim = new.claim(task_id)
     assert claim is not None and claim.runnable and claim.attempts == 2
     assert claim.stored == frozenset({0, 2})
@@ -120,7 +122,8 @@ def test_a_task_that_keeps_killing_its_workers_fails_after_max_attempts(
     for attempt, name in enumerate(["a", "b"], start=1):
         claim = _worker(redis_client, name, max_attempts=2).claim(task_id)
         assert claim is not None and claim.attempts == attempt
-        reaped = reaper.run([pool], now_ms() + LEASE_MS + 1)  # its worker died
+        lapse_lease(redis_client, task_id, pool)  # its worker died
+        reaped = reaper.run([pool])
         assert (reaped.taken_over, reaped.poisoned) == ((1, 0) if attempt == 1 else (0, 1))
     status, code = redis_client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", POISON_CODE.encode())
@@ -144,11 +147,10 @@ def test_no_takeover_right_after_redis_restarted(
 ) -> None:
     assert _worker(redis_client, "a").claim(task_id) is not None
     # Redis has been up for less than this lease: holders may not have renewed yet.
+    lapse_lease(redis_client, task_id, pool)
     reaper = _reaper(redis_client, lease_seconds=10**6)
-    assert reaper.run([pool], now_ms() + LEASE_MS + 1).taken_over == 0
-    assert (
-        _reaper(redis_client).run([pool], now_ms() + LEASE_MS + 1, take_over=False).taken_over == 0
-    )
+    assert reaper.run([pool]).taken_over == 0
+    assert _reaper(redis_client).run([pool], take_over=False).taken_over == 0
     assert redis_client.hget(redis_keys.task(task_id), "worker") == b"a"
 
 
@@ -162,3 +164,21 @@ def test_renewing_extends_the_lease_of_held_tasks(
     lease = int(redis_client.hget(redis_keys.task(task_id), "lease_ms") or 0)
     assert lease > now_ms() + LEASE_MS - 5_000
     assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == lease
+
+
+def test_a_worker_that_lost_its_lease_can_neither_annotate_nor_report_progress(
+    redis_client: redis.Redis, task_id: str, pool: str
+) -> None:
+    from workers.progress import ProgressRecorder
+
+    old, new = _worker(redis_client, "a"), _worker(redis_client, "b")
+    assert old.claim(task_id) is not None
+    lapse_lease(redis_client, task_id, pool)  # cut off from Redis for longer than a lease
+    claim = new.claim(task_id)
+    assert claim is not None and claim.runnable
+    assert new.annotate(task_id, "upstream_task_id", "up-new")
+    ProgressRecorder(redis_client, "b", interval_seconds=0).record(task_id, 30)
+    assert not old.annotate(task_id, "upstream_task_id", "up-old")
+    ProgressRecorder(redis_client, "a", interval_seconds=0).record(task_id, 60)
+    fields = redis_client.hmget(redis_keys.task(task_id), ["upstream_task_id", "progress"])
+    assert fields == [b"up-new", b"30"]

@@ -16,8 +16,8 @@ from taskcore.settings import Settings
 
 UPSTREAM_KEY = "sk-upstream-0123456789abcdef"
 ACCOUNT_KEY = "sk-second-account-ZYXWVUTSRQPONM"
-DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOP"
-ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123"
+DEV_KEY = "sk-dev-key-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ADMIN_TOKEN = "admin-token-QRSTUVWXYZ0123456789abcdef"
 
 
 # The loggers configure_logging changes besides the root (restored after each test).

@@ -18,7 +18,6 @@ from fixtures.tenants import cancel_many, submit_many
 
 from gateway.intake.admission import SubmitOptions
 from taskcore import redis_keys
-from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
 from taskcore.fairqueue import PoolFeeder
 from taskcore.priority import ORDER, Priority
@@ -41,7 +40,7 @@ def _hold(url: str, key: str, pool: str, count: int, options: SubmitOptions) -> 
 
 def _fed_order(redis_client: redis.Redis, pool: str) -> list[str]:
     """Feed everything, then the task ids in the order workers will take them."""
-    PoolFeeder(redis_client, 10_000).feed(pool, now_ms())
+    PoolFeeder(redis_client, 10_000).feed(pool)
     messages = redis_client.lrange(redis_keys.celery_queue(pool), 0, -1)[
         ::-1
     ]  # consumers pop the right

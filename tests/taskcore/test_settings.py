@@ -57,3 +57,24 @@ def test_cli_reports_bad_settings_and_exits_2(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setenv("SYNTHGATE_PORT", "-1")
     assert main(["serve"]) == 2
     assert "SYNTHGATE_PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "token", ["admin", "changeme", "x" * 40, "admin-token-0123456789abcdef", "ab" * 20]
+)
+def test_a_weak_admin_token_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("SYNTHGATE_ADMIN_TOKEN", token)
+    with pytest.raises(SettingsError, match="SYNTHGATE_ADMIN_TOKEN") as caught:
+        Settings.from_env()
+    assert token not in str(caught.value)  # the message never repeats a secret
+
+
+def test_a_strong_admin_token_or_none_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "SYNTHGATE_ADMIN_TOKEN", "4f0e6c1d9a8b7c2e5f3a1b0c9d8e7f6a"
+    )  # openssl rand -hex 16
+    assert Settings.from_env().admin_token.get_secret_value().startswith("4f0e")
+    monkeypatch.delenv("SYNTHGATE_ADMIN_TOKEN")
+    assert Settings.from_env().admin_token.get_secret_value() == ""

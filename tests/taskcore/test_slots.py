@@ -8,13 +8,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fixtures.processes import RedisServer, running_redis
-from fixtures.tenants import cancel_many, register_tenant, submit_direct
+from fixtures.records import age_claim, age_starting
+from fixtures.tenants import cancel_many, register_tenant, submit_direct, submit_many
 
 from gateway.tenancy.usage import utc_day
 from taskcore import redis_keys
 from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
-from taskcore.reaper import LOST_CODE, Reaper, ReaperTerms
+from taskcore.reaper import LOST_CODE, SWEEP_BUDGET, Reaper, ReaperTerms
 from taskcore.records import TaskStatus
 from taskcore.store.worker import WorkerTaskStore
 
@@ -70,8 +71,9 @@ def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     WorkerTaskStore(redis_client, 3600, feed_depth=2).claim(task_id)
     reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=60))
-    assert reaper.run([POOL], now_ms()).tasks == 0  # claimed just now: not lost
-    assert reaper.run([POOL], now_ms() + 61_000).tasks == 1
+    assert reaper.run([POOL]).tasks == 0  # claimed just now: not lost
+    age_claim(redis_client, task_id, POOL, 61)
+    assert reaper.run([POOL]).tasks == 1
     status, code = redis_client.hmget(redis_keys.task(task_id), ["status", "code"])
     assert (status, code) == (b"FAILED", LOST_CODE.encode())
     assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
@@ -79,7 +81,7 @@ def test_reaper_fails_a_task_lost_while_running_and_releases_its_slot(
     assert not WorkerTaskStore(redis_client, 3600, feed_depth=2).finish(
         task_id, TaskStatus.FAILED, []
     )
-    assert reaper.run([POOL], now_ms() + 61_000).tasks == 0
+    assert reaper.run([POOL]).tasks == 0
 
 
 def test_reaper_releases_the_slot_of_a_record_that_expired(
@@ -88,7 +90,7 @@ def test_reaper_releases_the_slot_of_a_record_that_expired(
     name, key = tenant
     task_id = submit_direct(redis_server.url, key, JOB, POOL)
     redis_client.delete(redis_keys.task(task_id))
-    Reaper(redis_client, _terms(deadline=60, requeue_after=60)).run([], now_ms() + 61_000)
+    Reaper(redis_client, _terms(deadline=60, requeue_after=60)).run([])
     assert redis_client.zcard(redis_keys.tenant_active(name)) == 0
 
 
@@ -103,12 +105,14 @@ def test_reaper_requeues_a_fed_task_whose_message_left_the_queue_unclaimed(
         redis_keys.celery_queue(pool)
     )  # a worker took it, then died before its claim
     reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=30))
-    assert reaper.run([pool], now_ms()).unstuck == 0  # too recent to tell
-    assert reaper.run([pool], now_ms() + 31_000).unstuck == 1  # the other is still queued
+    assert reaper.run([pool]).unstuck == 0  # too recent to tell
+    age_starting(redis_client, pool, 31)
+    assert reaper.run([pool]).unstuck == 1  # the other is still queued
     assert redis_client.lrange(redis_keys.celery_queue(pool), -1, -1) == [taken]  # next to be taken
     assert redis_client.zcard(redis_keys.starting(pool)) == 2
     # Re-armed: not pushed again while its new copy waits in the queue.
-    assert reaper.run([pool], now_ms() + 31_000).unstuck == 0
+    age_starting(redis_client, pool, 31)
+    assert reaper.run([pool]).unstuck == 0
     assert redis_client.llen(redis_keys.celery_queue(pool)) == 2
 
 
@@ -120,3 +124,64 @@ def _terms(*, deadline: float, requeue_after: float) -> ReaperTerms:
         lease_seconds=20,
         max_attempts=3,
     )
+
+
+BACKLOG = 5_000
+
+
+def test_a_task_past_its_deadline_fails_behind_5000_old_pending_tasks(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    name = "t-" + uuid.uuid4().hex[:8]
+    key = register_tenant(redis_server.url, name)  # unlimited: a batch backlog
+    pool = POOL + "." + uuid.uuid4().hex[:6]
+    submit_many(redis_server.url, key, [JOB] * BACKLOG, pool)
+    stuck = submit_direct(redis_server.url, key, JOB, pool)
+    redis_client.delete(redis_keys.starting(pool))  # nothing else is fed in front of it
+    assert WorkerTaskStore(redis_client, 3600).claim(stuck) is not None
+    age_claim(redis_client, stuck, pool, 61)  # its pipeline hung; the lease thread renews
+    Reaper(redis_client, _terms(deadline=60, requeue_after=60)).run([pool])
+    status, code = redis_client.hmget(redis_keys.task(stuck), ["status", "code"])
+    assert (status, code) == (b"FAILED", LOST_CODE.encode())
+    assert redis_client.zcard(redis_keys.tenant_active(name)) == BACKLOG
+
+
+def test_the_slot_of_an_expired_record_behind_5000_pending_tasks_is_released(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    name = "t-" + uuid.uuid4().hex[:8]
+    key = register_tenant(redis_server.url, name)
+    pool = POOL + "." + uuid.uuid4().hex[:6]
+    submit_many(redis_server.url, key, [JOB] * BACKLOG, pool)
+    gone = submit_direct(redis_server.url, key, JOB, pool)
+    redis_client.delete(redis_keys.task(gone))  # it expired
+    reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=60))
+    active = redis_keys.tenant_active(name)
+    # Every tenant's tasks in this Redis (some 10,000), a bounded step per pass: the sweep
+    # under way finishes, then the next one reaches the tenant.
+    passes = 0
+    while redis_client.zscore(active, redis_keys.task(gone)) is not None and passes < 40:
+        reaper.run([])
+        passes += 1
+    assert redis_client.zscore(active, redis_keys.task(gone)) is None
+    assert redis_client.zcard(active) == BACKLOG
+    assert passes <= 4 * BACKLOG // SWEEP_BUDGET
+
+
+def test_a_reaper_pass_runs_as_many_scripts_with_10000_tenants(
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.sadd(redis_keys.tenants(), *(f"idle-{i}" for i in range(10_000)))
+    reaper = Reaper(redis_client, _terms(deadline=60, requeue_after=60))
+    try:
+        reaper.run([POOL])  # the scripts loaded
+        redis_client.config_resetstat()
+        reaper.run([POOL])
+        stats = redis_client.info("commandstats")
+    finally:
+        redis_client.srem(redis_keys.tenants(), *(f"idle-{i}" for i in range(10_000)))
+    scripts_run = sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+    # The deadlines, requeue and takeover of its one pool, and one step of the sweep.
+    assert scripts_run <= 4, stats

@@ -157,7 +157,7 @@ def test_every_ending_frees_the_slot_once_and_a_takeover_keeps_its_account(
     # The reaper frees the slot of a record that disappeared without an ending.
     client.delete(redis_keys.task(ids[2]))
     reaper = Reaper(client, ReaperTerms(3600, 900, 60, 30, 3))
-    reaper.run([], int(client.time()[0]) * 1000)
+    reaper.run([])
     assert _running(redis_server, "main") == {ids[1]}
 
 

@@ -77,6 +77,41 @@ def test_private_loopback_and_link_local_addresses_are_refused_by_default(addres
     assert address_allowed(ip, (), allow_private=True)
 
 
+def _embedding(form: str, v4: str) -> str:
+    """``v4`` inside an IPv6 address of ``form`` (RFC 6052 NAT64, RFC 3056 6to4, RFC 4291)."""
+    n = int(ipaddress.IPv4Address(v4))
+    if form == "nat64":  # 64:ff9b::/96, the well-known prefix
+        return str(ipaddress.IPv6Address((0x64FF9B << 96) | n))
+    if form == "nat64-local-96":  # 64:ff9b:1::/48, a /96 inside it
+        return str(ipaddress.IPv6Address((0x64FF9B0001 << 80) | n))
+    if form == "nat64-local-48":  # 64:ff9b:1::/48 with the /48 layout (octets around bit 64)
+        return str(
+            ipaddress.IPv6Address((0x64FF9B0001 << 80) | (n >> 16) << 64 | (n & 0xFFFF) << 40)
+        )
+    if form == "6to4":  # 2002:AABB:CCDD::/48
+        return str(ipaddress.IPv6Address((0x2002 << 112) | n << 80 | 1))
+    assert form == "compatible"  # ::a.b.c.d
+    return f"::{v4}"
+
+
+@pytest.mark.parametrize(
+    "form", ["nat64", "nat64-local-96", "nat64-local-48", "6to4", "compatible"]
+)
+@pytest.mark.parametrize("v4", ["127.0.0.1", "10.0.0.1", "169.254.169.254"])
+def test_an_internal_ipv4_address_inside_an_ipv6_one_is_refused(form: str, v4: str) -> None:
+    address = ipaddress.ip_address(_embedding(form, v4))
+    assert not address_allowed(address, (), allow_private=False), address
+    target = parse_target("https://hooks.example.com/")
+    with pytest.raises(CallbackRefused, match="private or internal"):
+        check_addresses(target, [address], ("hooks.example.com",), allow_private=False)
+
+
+@pytest.mark.parametrize("form", ["nat64", "6to4"])
+def test_a_public_ipv4_address_inside_an_ipv6_one_is_allowed(form: str) -> None:
+    address = ipaddress.ip_address(_embedding(form, "93.184.215.14"))
+    assert address_allowed(address, (), allow_private=False), address
+
+
 def test_a_private_address_is_allowed_only_when_listed_as_an_address() -> None:
     target = parse_target("http://hooks.internal/x")
     loopback = [ipaddress.ip_address("127.0.0.1")]

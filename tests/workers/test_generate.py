@@ -20,7 +20,7 @@ from taskcore.settings import Settings
 from taskcore.store.claims import LeaseTerms
 from taskcore.store.worker import WorkerTaskStore
 from workers.backends.diffusion import DiffusersBackend
-from workers.generate import run_generate, with_redis_retry
+from workers.generate import failure_verdict, run_generate, with_redis_retry
 from workers.runtime import LocalBackend, WorkerRuntime
 from workers.storage.local import LocalStorage
 
@@ -86,7 +86,7 @@ def test_partial_failure_succeeds_and_counts_only_good_images(
     assert data["usage"] == {"image_count": 2}
     assert "url" in output["results"][0] and "url" in output["results"][2]
     assert output["results"][1]["code"] == "InternalError.Algo"
-    assert "out of memory" in output["results"][1]["message"]
+    assert output["results"][1]["message"] == "image generation failed"  # the detail: in the log
     stored = sorted(p.name for p in tmp_path.rglob("*.png"))
     assert stored == ["0.png", "2.png"]
 
@@ -193,3 +193,15 @@ def test_other_redis_errors_are_not_retried() -> None:
     with pytest.raises(redis.ResponseError):
         with_redis_retry(claim, within=10)
     assert calls == [1]
+
+
+def test_a_backend_crash_shows_the_tenant_a_code_and_a_short_message_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    crash = ValueError("weights at /srv/models/acme-secret-finetune are corrupt (token=abc123)")
+    with caplog.at_level("ERROR", "synthgate.worker"):
+        status, results, code, message = failure_verdict("t-1", crash)
+    assert (status, results, code) == (TaskStatus.FAILED, [], "InternalError.Algo")
+    assert "acme-secret-finetune" not in message and "abc123" not in message
+    assert message and len(message) < 120
+    assert "acme-secret-finetune" in caplog.text  # the detail stays in the worker's log

@@ -28,7 +28,7 @@ def _progress(redis_server: RedisServer, task_id: str) -> int | None:
 
 def test_progress_only_rises_and_stops_when_the_task_ends(redis_server: RedisServer) -> None:
     task_id, store = _running_task(redis_server)
-    recorder = ProgressRecorder(redis_server.client(), interval_seconds=0)
+    recorder = ProgressRecorder(redis_server.client(), store.lease.worker, interval_seconds=0)
     recorder.record(task_id, 40)
     recorder.record(task_id, 20)  # a retried image starts its steps again
     assert _progress(redis_server, task_id) == 40
@@ -50,8 +50,8 @@ class CountingRecorder(ProgressRecorder):
 
 
 def test_steps_are_written_throttled_but_the_last_one_always(redis_server: RedisServer) -> None:
-    task_id, _ = _running_task(redis_server)
-    recorder = CountingRecorder(redis_server.client(), interval_seconds=3600)
+    task_id, store = _running_task(redis_server)
+    recorder = CountingRecorder(redis_server.client(), store.lease.worker, interval_seconds=3600)
     recorder.writes = []
     hook = recorder.steps(task_id)
     for done in range(1, 51):
@@ -61,8 +61,8 @@ def test_steps_are_written_throttled_but_the_last_one_always(redis_server: Redis
 
 
 def test_upstream_statuses_map_to_rough_progress(redis_server: RedisServer) -> None:
-    task_id, _ = _running_task(redis_server)
-    recorder = ProgressRecorder(redis_server.client())
+    task_id, store = _running_task(redis_server)
+    recorder = ProgressRecorder(redis_server.client(), store.lease.worker)
     recorder.upstream_status(task_id, "PENDING")
     assert _progress(redis_server, task_id) == 0
     recorder.upstream_status(task_id, "RUNNING")

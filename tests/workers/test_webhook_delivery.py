@@ -1,18 +1,23 @@
-"""Webhook deliveries against a private Redis: queued with the final status, leased, retaken."""
+"""Webhook deliveries against a private Redis: queued with the final status, leased, retaken;
+and receivers that stall or flood, which hold up neither other tenants nor the memory."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant
-from fixtures.webhooks import WebhookReceiver, running_receiver
+from fixtures.webhooks import WebhookReceiver, hostile_receiver, running_receiver
 
 from gateway.intake.admission import Submitter
 from gateway.tenancy.auth import KeyDirectory
@@ -40,16 +45,30 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield running
 
 
-def _submit(redis_url: str, callback: str) -> str:
-    """A task of a new tenant that may call back 127.0.0.1, submitted with ``callback``."""
+def _tenant(redis_url: str) -> str:
+    """A new tenant that may call back 127.0.0.1; its API key."""
     name = "t-" + uuid.uuid4().hex[:8]
     api_key = register_tenant(redis_url, name)
+
+    async def allow() -> None:
+        redis_client = aioredis.Redis.from_url(redis_url)
+        try:
+            await TenantDirectory(redis_client).update(name, callback_hosts=["127.0.0.1"])
+        finally:
+            await redis_client.aclose()
+
+    asyncio.run(allow())
+    return api_key
+
+
+def _submit(redis_url: str, callback: str, api_key: str = "") -> str:
+    """A task submitted with ``callback``, by the tenant of ``api_key`` (default: a new one)."""
+    api_key = api_key or _tenant(redis_url)
     task_id = str(uuid.uuid4())
 
     async def submit() -> None:
         redis_client = aioredis.Redis.from_url(redis_url)
         try:
-            await TenantDirectory(redis_client).update(name, callback_hosts=["127.0.0.1"])
             caller = await KeyDirectory(redis_client).lookup(api_key)
             assert caller is not None
             await Submitter(redis_client, 2).submit(caller, task_id, JOB, POOL, b"{}", callback)
@@ -85,21 +104,14 @@ def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_l
     store = WorkerTaskStore(redis_client, 3600)
     assert store.claim(task_id) is not None
     assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
-    now = int(time.time() * 1000)
     # A worker claims the delivery for 500 ms, then dies without sending it.
-    assert redis_client.eval(
-        scripts.source("webhook_claim_due"), 1, redis_keys.webhooks_due(), now, now + 500, 16
-    ) == [redis_keys.task(task_id).encode()]
-    loop = WebhookLoop(
-        redis_client, Settings(redis_url=private_redis.url, webhook_allow_private=False)
-    )
-    try:
-        assert loop.tick() == 0  # leased to the dead worker
-        time.sleep(0.6)
-        assert loop.tick() == 1
-    finally:
-        loop.stop()
-    [received] = receiver.take("/lease", 1)
+    claim = scripts.source("webhook_claim_due")
+    [record, _tenant] = redis_client.eval(claim, 1, redis_keys.webhooks_due(), 500, 8, 2, 0, 16)
+    assert record == redis_keys.task(task_id).encode()
+    claimed = time.monotonic()
+    with _delivering(private_redis.url):
+        [received] = receiver.take("/lease", 1)
+        assert time.monotonic() - claimed >= 0.5  # leased to the dead worker until then
     assert b'"task_status":"SUCCEEDED"' in received.body
     assert (
         redis_client.zscore(redis_keys.webhooks_due(), redis_keys.task(task_id)) is None
@@ -110,3 +122,86 @@ def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_after_the_l
 def test_the_lua_due_set_name_is_the_python_one(private_redis: RedisServer) -> None:
     script = scripts.compose("return k_webhooks_due()", ("keys",))
     assert private_redis.client().eval(script, 0) == redis_keys.webhooks_due().encode()
+
+
+@contextmanager
+def _delivering(redis_url: str, **settings: Any) -> Iterator[None]:
+    """The webhook deliveries of one worker process, running."""
+    loop = WebhookLoop(Settings(redis_url=redis_url, webhook_poll_seconds=0.1, **settings))
+    loop.start()
+    try:
+        yield
+    finally:
+        loop.stop()
+
+
+def _finished(server: RedisServer, callback: str, api_key: str = "") -> str:
+    """A task (of the tenant of ``api_key``, default a new one), SUCCEEDED, with its webhook
+    to ``callback`` due now."""
+    task_id = _submit(server.url, callback, api_key)
+    store = WorkerTaskStore(server.client(), 3600)
+    assert store.claim(task_id) is not None
+    assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
+    return task_id
+
+
+def _attempts(redis_client: Any, task_id: str) -> list[dict[str, Any]]:
+    raw = redis_client.hget(redis_keys.task(task_id), "webhook")
+    return orjson.loads(raw) if raw else []
+
+
+def test_a_receiver_trickling_one_byte_a_second_is_an_error_within_the_timeout(
+    private_redis: RedisServer,
+) -> None:
+    redis_client = private_redis.client()
+    with hostile_receiver("trickle") as slow:
+        task_id = _finished(private_redis, slow.url())
+        with _delivering(private_redis.url, webhook_timeout_seconds=2):
+            deadline = time.monotonic() + 60
+            while not _attempts(redis_client, task_id) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            recorded = time.monotonic()
+    [attempt] = _attempts(redis_client, task_id)
+    assert "error" in attempt and "status_code" not in attempt, attempt
+    assert recorded - slow.arrived[0] <= 2 + 1, recorded - slow.arrived[0]
+
+
+def test_a_huge_answer_is_not_read_into_memory(private_redis: RedisServer) -> None:
+    redis_client = private_redis.client()
+    with hostile_receiver("flood", flood_bytes=64 * 1024 * 1024) as flood:
+        task_id = _finished(private_redis, flood.url())
+        tracemalloc.start()
+        try:
+            with _delivering(private_redis.url, webhook_timeout_seconds=10):
+                deadline = time.monotonic() + 60
+                while not _attempts(redis_client, task_id) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    [attempt] = _attempts(redis_client, task_id)
+    assert attempt["status_code"] == 500, attempt
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB allocated at the peak"
+
+
+def test_another_tenants_delivery_due_during_a_stall_goes_out_on_time(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    with hostile_receiver("trickle", stall_seconds=20) as slow:
+        # One tenant's receiver stalls: more of its deliveries are due than there are slots.
+        stalling = _tenant(private_redis.url)
+        for _ in range(10):
+            _finished(private_redis, slow.url(), stalling)
+        with _delivering(private_redis.url, webhook_timeout_seconds=3, webhook_backoff_seconds=60):
+            deadline = time.monotonic() + 10
+            while len(slow.arrived) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(slow.arrived) >= 2  # stalling
+            time.sleep(1)
+            # Another tenant's task ends during the stall: its webhook is due now.
+            on_time = _finished(private_redis, receiver.url("/on-time"))
+            due = time.monotonic()
+            [received] = receiver.take("/on-time", 1, timeout=5)
+            arrived = time.monotonic()
+    assert on_time.encode() in received.body
+    assert arrived - due < 1.5, arrived - due

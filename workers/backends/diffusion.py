@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
     from taskcore.settings import Settings
 
-__all__ = ["ALGO_ERROR", "NON_FINITE_MESSAGE", "DiffusersBackend", "StepHook", "kind_for_model"]
+__all__ = [
+    "ALGO_ERROR",
+    "IMAGE_FAILED_MESSAGE",
+    "NON_FINITE_MESSAGE",
+    "DiffusersBackend",
+    "StepHook",
+    "kind_for_model",
+]
 
 logger = logging.getLogger("synthgate.workers.diffusion")
 
@@ -44,12 +51,13 @@ PipelineKind = Literal["sd15", "sdxl"]
 # DashScope's code for a failure inside the model; the message tells which.
 ALGO_ERROR = "InternalError.Algo"
 NON_FINITE_MESSAGE = "the model produced NaN or infinite pixel values"
+# A pipeline error's text (paths, device details) goes to the log, never to the tenant.
+IMAGE_FAILED_MESSAGE = "image generation failed"
 
 _MODEL_KINDS: Mapping[str, PipelineKind] = {
     "stable-diffusion-xl": "sdxl",
     "stable-diffusion-v1.5": "sd15",
 }
-_MAX_MESSAGE = 300
 
 
 def kind_for_model(model: str) -> PipelineKind:
@@ -241,9 +249,7 @@ class DiffusersBackend:
             )
         except RuntimeError as exc:
             logger.warning("image %d of a %s request failed: %s", index, request.model, exc)
-            outcome = ImageOutcome(
-                index, code=ALGO_ERROR, message=_short(f"image generation failed: {exc}")
-            )
+            outcome = ImageOutcome(index, code=ALGO_ERROR, message=IMAGE_FAILED_MESSAGE)
         else:
             return _outcome(index, images[0])
         _release_cached_memory()
@@ -378,7 +384,3 @@ def _release_cached_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _short(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."

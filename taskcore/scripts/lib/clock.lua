@@ -1,5 +1,6 @@
--- Now, in ms, by Redis' clock: every host's scripts agree on it, whatever their own clocks.
-local function redis_now_ms()
-  local clock = redis.call('TIME')
-  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- Redis' own clock, in ms: every time that decides a lease, a deadline, a requeue or a due
+-- webhook is read here, so hosts whose clocks disagree still agree on them.
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end

@@ -18,6 +18,8 @@ local function k_model_status_tasks(tenant, model, status)
 end
 local function k_expiring(tenant) return 'synthgate:tenant:' .. tenant .. ':expiring' end
 local function k_webhooks_due() return 'synthgate:webhooks:due' end
+local function k_reaper_sweep() return 'synthgate:reaper:sweep' end
+local function k_reaper_unswept() return 'synthgate:reaper:unswept' end
 local function k_queue(pool) return pool end
 local function k_pending(pool, tenant) return 'synthgate:pool:' .. pool .. ':pending:' .. tenant end
 local function k_pending_level(pending, level)
@@ -28,6 +30,7 @@ local function k_backlog(pool) return 'synthgate:pool:' .. pool .. ':backlog' en
 local function k_ready(pool) return 'synthgate:pool:' .. pool .. ':ready' end
 local function k_fair(pool) return 'synthgate:pool:' .. pool .. ':fair' end
 local function k_starting(pool) return 'synthgate:pool:' .. pool .. ':starting' end
+local function k_claimed(pool) return 'synthgate:pool:' .. pool .. ':claimed' end
 local function k_leases(pool) return 'synthgate:pool:' .. pool .. ':leases' end
 local function k_upstream_running(account, model)
   return 'synthgate:upstream:' .. account .. ':model:' .. model .. ':running'

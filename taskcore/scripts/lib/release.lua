@@ -34,3 +34,16 @@ local function release(task, status, succeeded)
     redis.call('HINCRBY', usage, 'images_failed', n - succeeded)
   end
 end
+
+-- A RUNNING task FAILS where it stands (a poison task, one past its deadline): its lease
+-- fields go, it leaves its pool's leases and claimed sets, and it lets go of its limits.
+local function fail_running(task, pool, now, ttl, code, message)
+  redis.call('HSET', task, 'status', 'FAILED', 'end_ms', now, 'code', code, 'message', message)
+  redis.call('HDEL', task, 'envelope', 'worker', 'lease_ms', 'stored')
+  redis.call('EXPIRE', task, ttl)
+  if pool then
+    redis.call('ZREM', k_leases(pool), task)
+    redis.call('ZREM', k_claimed(pool), task)
+  end
+  release(task, 'FAILED', 0)
+end

@@ -24,8 +24,7 @@ local function ix_final(task, tenant, status)
     redis.call('ZADD', index, row[2], id)
     ix_keep(index, ttl)
   end
-  local clock = redis.call('TIME')
-  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local now = clock_ms()
   redis.call('ZADD', k_expiring(tenant), now + ttl, status .. '|' .. row[1] .. '|' .. id)
   for _, index in ipairs({k_expiring(tenant), k_tasks(tenant), k_model_tasks(tenant, row[1])}) do
     ix_keep(index, ttl)

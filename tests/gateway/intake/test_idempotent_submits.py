@@ -9,10 +9,12 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 from fixtures.processes import RedisServer
+from starlette.datastructures import Headers
 
 from gateway.edge.errors import InvalidParameter, Throttling
 from gateway.intake.admission import Accepted, SubmitOptions, Submitter
 from gateway.intake.idempotency import IdempotencyConflict, fingerprint, parse_key
+from gateway.intake.options import submit_options
 from gateway.tenancy.auth import KeyDirectory
 from gateway.tenancy.usage import utc_day
 from taskcore import redis_keys
@@ -126,3 +128,31 @@ def test_the_fingerprint_ignores_key_order_but_not_values_or_the_api() -> None:
     assert fingerprint("dashscope", {"a": 1}) != fingerprint("dashscope", {"a": 2})
     assert fingerprint("dashscope", {"a": 1}) != fingerprint("openai", {"a": 1})
     assert parse_key("0f8fad5b-d9cb-469f-a165-70867728950e") is not None
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"X-Synthgate-Priority": "batch"},
+        {"X-Synthgate-Priority": "interactive"},
+        {"X-Synthgate-Callback": "https://hooks.example.com/other"},
+        {},
+    ],
+)
+def test_a_replay_whose_priority_or_callback_header_differs_is_a_conflict(
+    redis_server: RedisServer, new_tenant: Callable[..., str], second: dict[str, str]
+) -> None:
+    api_key = new_tenant()
+    body = {"model": "stable-diffusion-v1.5", "input": {"prompt": "a cat"}}
+    first = {
+        "Idempotency-Key": "order-7",
+        "X-Synthgate-Priority": "normal",
+        "X-Synthgate-Callback": "https://hooks.example.com/a",
+    }
+    again = {"Idempotency-Key": "order-7", **second}
+    options = [
+        submit_options(Headers(headers), body, "dashscope") for headers in (first, first, again)
+    ]
+    made, replayed, other = _submit_all(redis_server.url, api_key, options)
+    assert isinstance(made, Accepted) and isinstance(replayed, Accepted) and replayed.replayed
+    assert isinstance(other, IdempotencyConflict), other

@@ -18,6 +18,7 @@ from taskcore.contract import GenerationRequest, ImageOutcome
 from workers.backends.demo_weights import build_demo_pipeline
 from workers.backends.diffusion import (
     ALGO_ERROR,
+    IMAGE_FAILED_MESSAGE,
     NON_FINITE_MESSAGE,
     DiffusersBackend,
     StepHook,
@@ -211,9 +212,8 @@ def test_image_that_fails_alone_is_recorded_with_its_code(demo_cache: Path) -> N
     flaky = FlakyBackend(demo_cache, failing_seeds={101})
     outcomes = flaky.generate("sd15", sd15_request(n=3, seed=100))
     assert [o.ok for o in outcomes] == [True, False, True]
-    assert outcomes[1] == ImageOutcome(
-        1, code=ALGO_ERROR, message="image generation failed: simulated kernel failure"
-    )
+    # The error's text stays in the log; the tenant sees the code and a short message.
+    assert outcomes[1] == ImageOutcome(1, code=ALGO_ERROR, message=IMAGE_FAILED_MESSAGE)
 
 
 def test_non_finite_pixels_make_a_failed_image(demo_cache: Path) -> None:

@@ -29,7 +29,9 @@ def test_an_upstream_task_that_succeeded_upstream_shows_its_rough_progress(
         upstream_api_key=UPSTREAM_KEY,  # type: ignore[arg-type]
         upstream_result_hosts="127.0.0.1",
     )
-    backend = UpstreamBackend(settings, store, ProgressRecorder(redis_server.client()))
+    backend = UpstreamBackend(
+        settings, store, ProgressRecorder(redis_server.client(), store.lease.worker)
+    )
     try:
         assert [o.ok for o in backend.generate(claim)] == [True]
     finally:

@@ -24,6 +24,7 @@ from gateway.operations.metrics import MetricsMiddleware
 from gateway.operations.readiness import Readiness
 from gateway.routes import (
     admin,
+    admin_capacity,
     events,
     files,
     health,
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     if settings.admin_token.get_secret_value():  # no token: no admin API (404)
         app.include_router(admin.router)
+        app.include_router(admin_capacity.router)
     _install_error_handlers(app)
     return app
 

@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     openai_default_model: str = "stable-diffusion-xl"
     openai_wait_seconds: float = Field(default=300.0, gt=0)  # the synchronous call's wait
 
+    # The web console at /console/ (docs/console.md): static files calling the public and
+    # admin APIs from the browser; off, /console/ is 404.
+    console_enabled: bool = True
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

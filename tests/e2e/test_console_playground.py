@@ -54,7 +54,7 @@ def _generate(console: Console, model: str, prompt: str, **fields: str) -> str:
     console.choose("Model", model)
     console.type_into("Prompt", prompt)
     for name, value in fields.items():
-        if name == "Size":
+        if console.field(name).tag_name == "select":
             console.choose(name, value)
         else:
             console.type_into(name, value)
@@ -118,7 +118,8 @@ def test_the_dev_key_generates_an_image_that_loads(
     console: Console, stack: Stack, console_gateway: Gateways
 ) -> None:
     _signed_in(console, stack.api_key)
-    task_id = _generate(console, V15, "a lighthouse at dusk", Steps="2", Seed="7")
+    fields = {"Negative prompt": "fog", "Steps": "2", "Seed": "7"}
+    task_id = _generate(console, V15, "a lighthouse at dusk", **fields)
     console.wait(lambda: _status(console) == "SUCCEEDED", 120, "SUCCEEDED")
     image = console.driver.find_element(By.CSS_SELECTOR, "#task-images img")
     width = console.wait(
@@ -152,7 +153,8 @@ def test_copy_as_curl_and_python_make_the_same_request_without_the_key(
     console: Console, stack: Stack, console_gateway: Gateways
 ) -> None:
     _signed_in(console, stack.api_key)
-    _generate(console, V15, "a cat's portrait", **{"Images (n)": "2", "Steps": "2", "Seed": "7"})
+    fields = {"Negative prompt": "fog", "Images (n)": "2", "Steps": "2", "Priority": "interactive"}
+    _generate(console, V15, "a cat's portrait", **fields)
     console.button("Copy as curl").click()
     curl = console.wait(lambda: console.by_id("snippet").text, 5, "the curl command")
     console.button("Copy as Python SDK").click()
@@ -174,7 +176,9 @@ def test_copy_as_curl_and_python_make_the_same_request_without_the_key(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("SUCCEEDED ['http"), done.stdout
-    assert re.search(r"\bsteps=2,", python) and re.search(r"\bn=2,", python)
+    for argument in ('negative_prompt="fog"', "n=2", "steps=2", 'priority="interactive"'):
+        assert re.search(rf"\b{argument},", python), argument
+    assert '"priority": "interactive"' in curl
     console.wait(lambda: _status(console) == "SUCCEEDED", 120, "SUCCEEDED")
     console.wait(lambda: _images_loaded(console) == 2, 20, "both images")
     console.screenshot("console-playground.png")

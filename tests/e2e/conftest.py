@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fixtures.browser import start_chromium
+from fixtures.browser import Console, start_chromium
 from fixtures.markers import mark_folder
 from fixtures.processes import RedisServer, running_redis
 from fixtures.s3 import MotoServer, s3_env
@@ -152,3 +152,21 @@ def browser() -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def console_page(browser: WebDriver, console_gateway: Gateways) -> Console:
+    """The console of ``console_gateway`` in the module's browser."""
+    page = Console(browser, console_gateway.urls[0])
+    page.open()
+    return page
+
+
+@pytest.fixture
+def console(console_page: Console) -> Iterator[Console]:
+    """The console page (loaded again if a test took the browser elsewhere), found
+    unbroken after the test: no policy violation, no script error in the browser's log."""
+    if not console_page.driver.current_url.startswith(console_page.base_url):
+        console_page.open()
+    yield console_page
+    assert console_page.problems() == []

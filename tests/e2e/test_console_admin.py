@@ -4,10 +4,8 @@ pools; a tenant created there works in the playground; only the admin token open
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from fixtures.browser import Console
 from fixtures.stack import Gateways, Stack
 from fixtures.tasks import SUBMIT, body
@@ -15,19 +13,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 V15 = "stable-diffusion-v1.5"
-
-
-@pytest.fixture(scope="module")
-def console(browser: WebDriver, console_gateway: Gateways) -> Iterator[Console]:
-    page = Console(browser, console_gateway.urls[0])
-    page.open("admin")
-    yield page
-
-
-@pytest.fixture(autouse=True)
-def _no_broken_page(console: Console) -> Iterator[None]:
-    yield
-    assert console.problems() == []
 
 
 def _admin(console: Console, token: str) -> None:

@@ -9,10 +9,8 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from fixtures.browser import Console
 from fixtures.stack import Gateways, Stack
 from fixtures.tenants import register_tenant
@@ -20,19 +18,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 V15, XL = "stable-diffusion-v1.5", "stable-diffusion-xl"
-
-
-@pytest.fixture(scope="module")
-def console(browser: WebDriver, console_gateway: Gateways) -> Iterator[Console]:
-    page = Console(browser, console_gateway.urls[0])
-    page.open("playground")
-    yield page
-
-
-@pytest.fixture(autouse=True)
-def _no_broken_page(console: Console) -> Iterator[None]:
-    yield
-    assert console.problems() == []
 
 
 def _sign_in(console: Console, key: str) -> None:

@@ -79,8 +79,9 @@ export class Capacity {
         ` ${account.running[model] ?? 0} / ${account.max_running[model]}`,
       ),
     );
-    const state = account.resting_seconds
-      ? el("span", { className: "badge status-failed" }, `throttled ${seconds(account.resting_seconds)}`)
+    const resting = account.resting_seconds;
+    const state = resting
+      ? el("span", { className: "badge status-failed" }, `throttled ${seconds(resting)}`)
       : el("span", { className: "badge status-succeeded" }, "ready");
     return el(
       "tr",

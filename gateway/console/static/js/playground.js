@@ -201,9 +201,8 @@ export class Playground {
   async cancelShown() {
     this.fail(null);
     try {
-      await call(`/api/v1/tasks/${encodeURIComponent(byId("task-id").textContent)}/cancel`, apiKey.get(), {
-        method: "POST",
-      });
+      const taskId = encodeURIComponent(byId("task-id").textContent);
+      await call(`/api/v1/tasks/${taskId}/cancel`, apiKey.get(), { method: "POST" });
     } catch (error) {
       this.fail(error);
     }

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-fast lint format redis-server faketime clean bench
+.PHONY: install run test test-fast lint format redis-server faketime chromium clean bench
 
 install: $(STAMP)
 
@@ -32,10 +32,18 @@ faketime:
 	  echo "installing faketime (Debian package)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime >/dev/null; }
 
+# Headless Chromium and its driver from Debian's packages, for the console's browser tests
+# (tests/e2e/test_console_*.py), when either binary is missing. Selenium is given their
+# paths: no browser or driver is ever downloaded.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 run: install redis-server
 	$(BIN)/synthgate run
 
-test: install redis-server faketime
+test: install redis-server faketime chromium
 	$(BIN)/python -m pytest
 
 # The unit level, about a minute on 2 cores: no live stacks, no pipelines, no chart

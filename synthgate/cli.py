@@ -131,11 +131,13 @@ def _spawn_worker(settings: Settings, queues: str) -> subprocess.Popen[bytes]:
 
 def _print_welcome(settings: Settings) -> None:
     base = f"{settings.public_url}/api/v1"
+    console = f"{settings.public_url}/console/" if settings.console_enabled else "off"
     print(
         f"""
 synthgate is starting.
   base URL : {base}
   API key  : {settings.dev_api_key}   (tenant {settings.dev_tenant!r})
+  console  : {console}
 
 Python (dashscope SDK):
   import dashscope

@@ -238,6 +238,10 @@ class Settings(BaseSettings):
             )
         return value
 
+    # The web console at /console/ (docs/console.md): static files calling the public and
+    # admin APIs from the browser; off, /console/ is 404.
+    console_enabled: bool = True
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.console.site import mount_console
 from gateway.edge.bodies import BodyLimitMiddleware
 from gateway.edge.connections import open_redis
 from gateway.edge.errors import ApiError
@@ -24,6 +25,7 @@ from gateway.operations.metrics import MetricsMiddleware
 from gateway.operations.readiness import Readiness
 from gateway.routes import (
     admin,
+    admin_capacity,
     events,
     files,
     health,
@@ -94,6 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     if settings.admin_token.get_secret_value():  # no token: no admin API (404)
         app.include_router(admin.router)
+        app.include_router(admin_capacity.router)
+    if settings.console_enabled:
+        mount_console(app)
     _install_error_handlers(app)
     return app
 

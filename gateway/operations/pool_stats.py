@@ -140,13 +140,15 @@ def _record_key(message: bytes | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AccountStats:
-    """One DashScope account now: its tasks running per model against its limit, and the
-    tasks waiting for the models it serves (see taskcore.upstream_accounts)."""
+    """One DashScope account now: its tasks running per model against its limit, the tasks
+    waiting for the models it serves, and its rest after a 429 (see
+    taskcore.upstream_accounts)."""
 
     account: str
     running: dict[str, int]  # model -> tasks running upstream under the account
     max_running: dict[str, int]  # model -> the account's limit
     waiting: int
+    resting_seconds: float = 0.0  # how long it still rests after DashScope throttled it
 
 
 async def account_stats(client: aioredis.Redis, catalog: Catalog) -> list[AccountStats]:
@@ -167,6 +169,7 @@ async def account_stats(client: aioredis.Redis, catalog: Catalog) -> list[Accoun
         accounts.append((name, served, maxima))
     async with client.pipeline(transaction=False) as pipe:
         for name, served, _ in accounts:
+            pipe.pttl(redis_keys.upstream_rest(name))
             for spec in served:
                 pipe.scard(redis_keys.upstream_running(name, spec.name))
                 pipe.llen(redis_keys.celery_queue(spec.upstream_pool))
@@ -174,9 +177,10 @@ async def account_stats(client: aioredis.Redis, catalog: Catalog) -> list[Accoun
         replies = iter(await pipe.execute())
     stats = []
     for name, served, maxima in accounts:
+        rest_ms = max(0, int(next(replies)))  # PTTL: -2 no key, -1 no expiry (never set so)
         running, waiting = {}, 0
         for spec in served:
             running[spec.name] = int(next(replies))
             waiting += int(next(replies)) + int(next(replies))
-        stats.append(AccountStats(name, running, maxima, waiting))
+        stats.append(AccountStats(name, running, maxima, waiting, rest_ms / 1000))
     return stats

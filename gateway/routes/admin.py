@@ -35,7 +35,8 @@ from gateway.tenancy.usage import RETENTION_DAYS
 from taskcore.settings import Settings
 
 
-def _require_admin(request: Request) -> None:
+def require_admin(request: Request) -> None:
+    """Every admin route's dependency: the configured token, or 401 ``InvalidApiKey``."""
     settings: Settings = request.app.state.settings
     expected = settings.admin_token.get_secret_value().encode()
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -51,7 +52,7 @@ def _directory(request: Request) -> TenantDirectory:
 
 Directory = Annotated[TenantDirectory, Depends(_directory)]
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(_require_admin)])
+router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
 
 
 class _Body(BaseModel):

@@ -210,6 +210,16 @@ def test_gateway_drains_requests_in_flight_within_its_grace_period(
     assert int(pause[1]) + drain < pod_spec(deployment)["terminationGracePeriodSeconds"]
 
 
+def test_the_gateway_serves_the_console_unless_the_values_turn_it_off(
+    sets: dict[str, Rendered],
+) -> None:
+    gateway = container(sets["default"].get("Deployment", GATEWAY))
+    assert env(gateway)["SYNTHGATE_CONSOLE_ENABLED"]["value"] == "true"
+    off = render({"gateway": {"console": {"enabled": False}}})
+    gateway = container(off.get("Deployment", GATEWAY))
+    assert env(gateway)["SYNTHGATE_CONSOLE_ENABLED"]["value"] == "false"
+
+
 def test_gpu_pool_pods_get_one_gpu_one_process_and_a_grace_period_longer_than_a_task(
     sets: dict[str, Rendered],
 ) -> None:

@@ -1,6 +1,6 @@
 """The end-to-end tests' stacks: the HTTP client of the local stack, the upstream, S3 and
-webhook stacks, and gateways without a worker. Every test here is ``e2e`` and ``slow``: each
-drives live gateway and worker processes."""
+webhook stacks, gateways without a worker, and the console's gateway and browser. Every test
+here is ``e2e`` and ``slow``: each drives live gateway and worker processes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.browser import Console, start_chromium
 from fixtures.markers import mark_folder
 from fixtures.processes import RedisServer, running_redis
 from fixtures.s3 import MotoServer, s3_env
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess, account_json
 from fixtures.stack import SD_MODELS, Gateways, Stack, start_gateways, start_stack
 from fixtures.webhooks import HookStack, start_hook_stack
+from selenium.webdriver.remote.webdriver import WebDriver
 
 HERE = Path(__file__).parent
 
@@ -130,3 +132,41 @@ def idle_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]
         start_gateways(redis, tmp_path_factory.mktemp("idle"), 1, env) as gateways,
     ):
         yield gateways
+
+
+@pytest.fixture(scope="session")
+def console_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
+    """A gateway with the admin API on, beside the local stack's: on the stack's Redis and
+    storage folder, so the stack's worker makes its tasks and the dev key works there."""
+    env = {"SYNTHGATE_STORAGE_DIR": str(stack.storage_dir)}
+    workdir = tmp_path_factory.mktemp("console")
+    with start_gateways(stack.redis, workdir, 1, env) as gateways:
+        yield gateways
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium, one session per test module (skipped where it cannot start)."""
+    driver = start_chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def console_page(browser: WebDriver, console_gateway: Gateways) -> Console:
+    """The console of ``console_gateway`` in the module's browser."""
+    page = Console(browser, console_gateway.urls[0])
+    page.open()
+    return page
+
+
+@pytest.fixture
+def console(console_page: Console) -> Iterator[Console]:
+    """The console page (loaded again if a test took the browser elsewhere), found
+    unbroken after the test: no policy violation, no script error in the browser's log."""
+    if not console_page.driver.current_url.startswith(console_page.base_url):
+        console_page.open()
+    yield console_page
+    assert console_page.problems() == []

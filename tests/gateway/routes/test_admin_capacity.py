@@ -18,7 +18,7 @@ from taskcore import redis_keys
 from taskcore.settings import Settings, UpstreamAccount
 from taskcore.upstream_accounts import describe
 
-TOKEN = "admin-test-token"
+TOKEN = "admin-test-token-0123456789abcdefghij"
 MODEL = "wanx2.1-t2i-turbo"
 
 

@@ -7,8 +7,9 @@ one script pushes their score in the due set a lease ahead, so any number of rep
 share the work, and one that dies mid-delivery leaves it to another once the lease is
 over (a receiver may then get a delivery twice: it is at least once, and
 ``X-Synthgate-Task-Id`` names the task). A tenant has at most :data:`TENANT_PARALLEL`
-deliveries in a process's slots; its other due deliveries are put off while they are
-taken, so one tenant's stalled receiver holds up nobody else's webhooks.
+deliveries in a process's slots; its other due deliveries wait their turn while the
+others' are taken (put off by a poll when they fill the whole window a claim looks at),
+so one tenant's stalled receiver holds up nobody else's webhooks.
 
 Each delivery POSTs the task's final body, signed, to its callback, and records the
 attempt in the task's record: a 2xx answer ends it; anything else is tried again after a
@@ -270,7 +271,7 @@ class _Slots:
         # An attempt ends within its resolve and POST deadlines: the lease outlasts both.
         attempt_seconds = RESOLVE_TIMEOUT_SECONDS + settings.webhook_timeout_seconds
         self._lease_ms = int(1000 * (attempt_seconds + 15))
-        self._defer_ms = int(1000 * settings.webhook_timeout_seconds)
+        self._defer_ms = int(1000 * settings.webhook_poll_seconds)
         self._running: dict[asyncio.Task[None], str] = {}
         self.freed = asyncio.Event()
 

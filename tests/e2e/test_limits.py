@@ -10,16 +10,17 @@ from typing import Any
 import httpx
 from fixtures.stack import Gateways
 from fixtures.tasks import SUBMIT, body
+from fixtures.tenants import NO_LIMITS
 
 V15 = "stable-diffusion-v1.5"
 XL = "stable-diffusion-xl"
 
 
 def _tenant(gateways: Gateways, **limits: Any) -> tuple[str, str]:
-    """A new tenant made through the admin API; returns its name and key."""
+    """A new tenant made through the admin API with only ``limits``; its name and key."""
     name = "t-" + secrets.token_hex(4)
     with gateways.admin() as admin:
-        created = admin.post("/tenants", json={"name": name, **limits})
+        created = admin.post("/tenants", json={"name": name, **NO_LIMITS, **limits})
     assert created.status_code == 201, created.text
     return name, created.json()["key"]["api_key"]
 

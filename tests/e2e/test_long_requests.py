@@ -17,6 +17,7 @@ import pytest
 from fixtures.processes import running_redis
 from fixtures.stack import Gateways, start_gateways
 from fixtures.tasks import body, submit
+from fixtures.tenants import NO_LIMITS
 
 CACHE_SECONDS = 1.0
 PER_TENANT = 2
@@ -43,7 +44,7 @@ def _tenant(gateway: Gateways) -> tuple[str, str, httpx.Client]:
     """A new tenant (no limits): its name, key id, and a client of the DashScope API."""
     name = "long-" + secrets.token_hex(4)
     with gateway.admin() as admin:
-        created = admin.post("/tenants", json={"name": name, "rpm": 0, "max_concurrent": 0})
+        created = admin.post("/tenants", json={"name": name, **NO_LIMITS})
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     headers = {"Authorization": f"Bearer {key['api_key']}", "X-DashScope-Async": "enable"}

@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 from fixtures.stack import Gateways, Stack
 from fixtures.tasks import FINAL, SUBMIT, body, wait_status
+from fixtures.tenants import NO_LIMITS
 
 V15 = "stable-diffusion-v1.5"
 
 
 def _tenant(gateways: Gateways, **limits: Any) -> str:
     with gateways.admin() as admin:
-        created = admin.post("/tenants", json={"name": "t-" + secrets.token_hex(4), **limits})
+        name = "t-" + secrets.token_hex(4)
+        created = admin.post("/tenants", json={"name": name, **NO_LIMITS, **limits})
     assert created.status_code == 201, created.text
     return str(created.json()["key"]["api_key"])
 

@@ -205,3 +205,33 @@ def test_another_tenants_delivery_due_during_a_stall_goes_out_on_time(
             arrived = time.monotonic()
     assert on_time.encode() in received.body
     assert arrived - due < 1.5, arrived - due
+
+
+def test_a_burst_of_one_tenants_webhooks_to_a_healthy_receiver_goes_out_at_once(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    tenant = _tenant(private_redis.url)
+    for _ in range(30):
+        _finished(private_redis, receiver.url("/burst"), tenant)
+    started = time.monotonic()
+    with _delivering(private_redis.url):
+        received = receiver.take("/burst", 30, timeout=20)
+    # Two at a time for one tenant, but none of them put off while the others go out.
+    assert len(received) == 30
+    assert time.monotonic() - started < 5
+
+
+def test_a_delivery_behind_a_stalled_tenants_backlog_longer_than_a_claim_looks_goes_out(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    with hostile_receiver("trickle", stall_seconds=20) as slow:
+        stalling = _tenant(private_redis.url)
+        for _ in range(300):  # more than one claim looks at
+            _finished(private_redis, slow.url(), stalling)
+        behind = _finished(private_redis, receiver.url("/behind"))
+        with _delivering(private_redis.url, webhook_timeout_seconds=3, webhook_backoff_seconds=60):
+            started = time.monotonic()
+            [received] = receiver.take("/behind", 1, timeout=5)
+            arrived = time.monotonic()
+    assert behind.encode() in received.body
+    assert arrived - started < 2, arrived - started

@@ -10,6 +10,7 @@ from typing import Any
 
 from fixtures.asgi import app_client
 from fixtures.processes import running_redis
+from fixtures.tenants import NO_LIMITS
 
 from gateway.tenancy.auth import generate_api_key
 from synthgate.cli import build_parser
@@ -17,7 +18,6 @@ from taskcore.settings import Settings
 
 TOKEN = "admin-" + secrets.token_urlsafe(32)
 DEFAULTS = {"rpm": 60, "max_concurrent": 20, "daily_images": 2_000}
-NONE = {"rpm": 0, "max_concurrent": 0, "daily_images": 0}
 
 
 def _created(tmp_path: Path, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,12 +48,12 @@ def test_a_new_tenant_is_limited_unless_it_asks_for_no_limit(tmp_path: Path) -> 
         tmp_path,
         {"name": "fresh"},
         {"name": "some", "rpm": 5},
-        {"name": "open", **NONE},
+        {"name": "open", **NO_LIMITS},
     )
     assert _limits(fresh) == DEFAULTS
     assert _limits(some) == {**DEFAULTS, "rpm": 5}
-    assert _limits(unlimited) == NONE
-    assert _limits(dev) == NONE  # the dev tenant, made by the gateway for its dev key
+    assert _limits(unlimited) == NO_LIMITS
+    assert _limits(dev) == NO_LIMITS  # the dev tenant, made by the gateway for its dev key
 
 
 def test_the_cli_creates_tenants_with_the_same_limits() -> None:

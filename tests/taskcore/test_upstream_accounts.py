@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from fixtures.processes import RedisServer
+from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant, submit_many
 
 from taskcore import redis_keys
@@ -33,6 +33,13 @@ T = TypeVar("T")
 
 def _account(name: str, **limits: Any) -> UpstreamAccount:
     return UpstreamAccount.model_validate({"name": name, "api_key": "sk-" + name, **limits})
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: the session's upstream workers serve the same pool."""
+    with running_redis(tmp_path_factory.mktemp("accounts-redis")) as server:
+        yield server
 
 
 @pytest.fixture

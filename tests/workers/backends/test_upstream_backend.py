@@ -94,7 +94,7 @@ def test_a_redelivered_task_resumes_its_upstream_task_instead_of_paying_twice(
     assert first is not None and first.upstream_task_id == ""
     submitted = httpx.post(
         f"{simulator.api}/services/aigc/text2image/image-synthesis",
-        json=upstream_body(JOB),
+        json=upstream_body(JOB, builtin_catalog()["stable-diffusion-xl"]),
         headers={"Authorization": f"Bearer {UPSTREAM_KEY}", "X-DashScope-Async": "enable"},
     ).json()["output"]["task_id"]
     assert store.annotate(task_id, "upstream_task_id", submitted)  # then the worker died

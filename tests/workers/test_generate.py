@@ -56,7 +56,7 @@ def _runtime(
         settings=settings,
         store=WorkerTaskStore(stack.redis.client(), settings.task_ttl_seconds, feed_depth=2),
         storage=LocalStorage(tmp_path),
-        backends={POOL: LocalBackend(backend)},
+        backends={POOL: LocalBackend(backend, settings.catalog)},
     )
 
 

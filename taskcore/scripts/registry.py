@@ -18,8 +18,8 @@ handed the tasks over, and after ``max_attempts`` claims good tasks failed as po
 With the flags:
 
 - scripts that start new work (:attr:`WhenFull.REFUSED`: the submit, the claim, the
-  upstream worker's take) are refused whole, before they change anything: a submit gets
-  503, queued tasks wait in their queues;
+  GPU worker's batch take, the upstream worker's take) are refused whole, before they
+  change anything: a submit gets 503, queued tasks wait in their queues;
 - scripts that move work to its end (:attr:`WhenFull.RUNS`: finish, lease renewal,
   progress, annotations, a client's cancel, the reaper's passes) run whatever the memory:
   a few small fields a task (a cancel frees the queued message), and finished records
@@ -47,6 +47,7 @@ FRAGMENTS: dict[str, tuple[str, ...]] = {
     "clock": (),  # redis_now_ms(): Redis' own clock
     "keys": (),  # k_*(): every Redis key name, as taskcore.redis_keys names them
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
+    "messages": (),  # msg_task_id(): the task a Celery message carries
     "webhook_enqueue": ("keys",),  # a final task's webhook delivery, due now
     "taskindex": ("keys",),  # ix_*(): the listing indexes
     "release": ("keys", "webhook_enqueue", "taskindex"),  # a final task lets go of its limits
@@ -186,11 +187,19 @@ SCRIPTS: dict[str, ScriptSpec] = {
             ),
         ),
         ScriptSpec("requeue", _RUNS, (), ("queue", "starting"), ("cutoff_ms", "now_ms")),
+        # A GPU worker's cross-request batch (taskcore.store.worker).
+        ScriptSpec(
+            "batch_take",
+            _REFUSED,
+            ("keys", "fairqueue", "messages"),
+            _POOL,
+            ("model", "width", "height", "steps", "room", "most", "now_ms"),
+        ),
         # DashScope accounts' limits (taskcore.upstream_accounts).
         ScriptSpec(
             "upstream_take",
             _REFUSED,
-            ("keys", "fairqueue", "clock"),
+            ("keys", "fairqueue", "messages", "clock"),
             (*_POOL, "running_sets", "running_submits_rest..."),
             ("count", "depth", "name_limit_per_window_window_ms..."),
         ),

@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     channels_last: bool = True
     fuse_qkv: bool = True
     max_batch: int = Field(default=8, ge=1, le=64)  # images in one cross-request pipeline call
+    # How long a GPU worker that took a task waits for queued companions to batch with it.
+    batch_wait_ms: int = Field(default=20, ge=0, le=10_000)
     sdxl_vae_weights_dir: Path | None = None  # an fp16-safe SDXL VAE, e.g. sdxl-vae-fp16-fix
 
     task_ttl_seconds: int = Field(default=86_400, ge=60)

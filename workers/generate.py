@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,7 +17,8 @@ from taskcore.records import TaskStatus
 from taskcore.store.claims import Claim
 from workers import metrics
 from workers.backends import TaskFailed
-from workers.runtime import WorkerRuntime
+from workers.batches import gather
+from workers.runtime import LocalBackend, WorkerRuntime
 from workers.storage import StorageError
 
 log = logging.getLogger("synthgate.worker")
@@ -32,30 +34,84 @@ Verdict = tuple[TaskStatus, list[dict[str, str]], str, str]
 
 
 def run_generate(task_id: str, runtime: WorkerRuntime) -> TaskStatus | None:
-    """Run one task to a final status; returns it (None when there was nothing to run)."""
+    """Run the delivered task to a final status, with the companions it takes to share its
+    pipeline call (:mod:`workers.batches`); returns its status (None when there was nothing
+    to run)."""
     store = runtime.store
     claim = with_redis_retry(lambda: store.claim(task_id), runtime.settings.lease_seconds)
     if claim is None or claim.request is None:
         log_not_runnable(task_id, claim)
         return None
-    context = log_context(task_id=task_id, tenant=claim.tenant, model=claim.request.model)
-    with context, runtime.leases.hold(task_id), metrics.task_running(claim) as started:
+    companions = gather(claim, runtime)
+    for left_id, left_out in companions.left_out:
+        log_not_runnable(left_id, left_out)
+    claims = [claim, *companions.claimed]
+    # Every lease is held from the claim (those running alone after the batch wait for it);
+    # each task lets go of its own when it ends.
+    with runtime.leases.hold(*(c.task_id for c in claims)):
+        if companions.batch:
+            status = run_batch([claim, *companions.batch], runtime)[0]
+        else:
+            status = run_claimed(claim, runtime)
+        for alone in companions.alone:
+            run_claimed(alone, runtime)
+    return status
+
+
+def run_claimed(claim: Claim, runtime: WorkerRuntime) -> TaskStatus | None:
+    """Run a task this worker claimed, alone, to a final status (None: another worker took
+    it over meanwhile)."""
+    with _task_context(claim), metrics.task_running(claim) as started:
         if claim.attempts > 1:
             log.warning(
                 "task %s: attempt %d, taking over (%d images stored before)",
-                task_id,
+                claim.task_id,
                 claim.attempts,
                 len(claim.stored),
             )
-        status, results, code, message = _execute(task_id, claim, runtime)
-        finished = with_redis_retry(
-            lambda: store.finish(task_id, status, results, code, message),
-            runtime.settings.lease_seconds,
+        return _end(claim, conclude(claim, _make(claim, runtime), runtime), started, runtime)
+
+
+def run_batch(claims: list[Claim], runtime: WorkerRuntime) -> list[TaskStatus | None]:
+    """Run claimed tasks of one model, size and steps in one pipeline call, each then stored,
+    finished and counted on its own; a batch that fails is made again task by task."""
+    with ExitStack() as running:
+        started = [running.enter_context(metrics.task_running(claim)) for claim in claims]
+        images = sum(claim.request.n for claim in claims if claim.request is not None)
+        metrics.batch_made(claims[0], len(claims))
+        log.info(
+            "batch of %d tasks (%d images) in one pipeline call",
+            len(claims),
+            images,
+            extra={"tasks": [claim.task_id for claim in claims], "pool": claims[0].pool},
         )
-        if not finished:
-            log.warning("task %s: another worker took it over; leaving it to that one", task_id)
-            return None
-        report_finished(task_id, claim, (status, results, code, message), started)
+        made = _make_batch(claims, runtime)
+        ends = []
+        for claim, outcomes, start in zip(claims, made, started, strict=True):
+            with _task_context(claim):
+                ends.append(_end(claim, conclude(claim, outcomes, runtime), start, runtime))
+        return ends
+
+
+def _task_context(claim: Claim) -> log_context:
+    assert claim.request is not None
+    return log_context(task_id=claim.task_id, tenant=claim.tenant, model=claim.request.model)
+
+
+def _end(
+    claim: Claim, ending: Verdict, started: float, runtime: WorkerRuntime
+) -> TaskStatus | None:
+    """Finish the task as ``ending`` says, let go of its lease, count it."""
+    status, results, code, message = ending
+    finished = with_redis_retry(
+        lambda: runtime.store.finish(claim.task_id, status, results, code, message),
+        runtime.settings.lease_seconds,
+    )
+    runtime.leases.release(claim.task_id)
+    if not finished:
+        log.warning("task %s: another worker took it over; leaving it to that one", claim.task_id)
+        return None
+    report_finished(claim.task_id, claim, ending, started)
     return status
 
 
@@ -103,13 +159,37 @@ def with_redis_retry(call: Callable[[], _T], within: float) -> _T:
             delay = min(delay * 2, 2.0)
 
 
-def _execute(task_id: str, claim: Claim, runtime: WorkerRuntime) -> Verdict:
-    """Make and store the images; every failure becomes a FAILED verdict with a code."""
+# What a backend made of a task: its images' outcomes, or what it raised.
+Made = list[ImageOutcome] | Exception
+
+
+def _make(claim: Claim, runtime: WorkerRuntime) -> Made:
     try:
-        made = runtime.backend_for(claim.pool).generate(claim)
-        results = store_images(task_id, claim, made, runtime)
+        return runtime.backend_for(claim.pool).generate(claim)
+    except Exception as exc:  # a crash in a backend fails this task, not the worker
+        return exc
+
+
+def _make_batch(claims: list[Claim], runtime: WorkerRuntime) -> list[Made]:
+    """The batch's images per task; each task made alone when the batch call raises (the
+    backend already makes each alone after a failed pipeline call)."""
+    backend = runtime.backend_for(claims[0].pool)
+    assert isinstance(backend, LocalBackend)
+    try:
+        return list(backend.generate_batch(claims))
     except Exception as exc:
-        return failure_verdict(task_id, exc)
+        log.warning("a batch of %d tasks failed, making each alone: %s", len(claims), exc)
+        return [_make(claim, runtime) for claim in claims]
+
+
+def conclude(claim: Claim, made: Made, runtime: WorkerRuntime) -> Verdict:
+    """Store what was made; every failure becomes a FAILED verdict with a code."""
+    if isinstance(made, Exception):
+        return failure_verdict(claim.task_id, made)
+    try:
+        results = store_images(claim.task_id, claim, made, runtime)
+    except Exception as exc:
+        return failure_verdict(claim.task_id, exc)
     return verdict(results)
 
 

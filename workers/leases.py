@@ -31,10 +31,11 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def hold(self, task_id: str) -> Iterator[None]:
-        """Keep the lease on ``task_id`` (claimed by this process) for the block."""
+    def hold(self, *task_ids: str) -> Iterator[None]:
+        """Keep the leases on ``task_ids`` (claimed by this process) for the block, or until
+        :meth:`release` lets go of one."""
         with self._lock:
-            self._held.add(task_id)
+            self._held.update(task_ids)
             if self._thread is None:  # started lazily: after a prefork pool's fork
                 self._thread = threading.Thread(
                     target=self._run, name="synthgate-leases", daemon=True
@@ -43,8 +44,12 @@ class LeaseKeeper:
         try:
             yield
         finally:
-            with self._lock:
-                self._held.discard(task_id)
+            self.release(*task_ids)
+
+    def release(self, *task_ids: str) -> None:
+        """Stop renewing these leases (their tasks ended)."""
+        with self._lock:
+            self._held.difference_update(task_ids)
 
     def renew_now(self) -> None:
         with self._lock:

@@ -67,6 +67,13 @@ DIFFUSION_STEP = Histogram(
     ["model"],
     buckets=_STEP_BUCKETS,
 )
+BATCH_TASKS = Histogram(
+    "synthgate_worker_batch_tasks",
+    "Tasks made together in one cross-request batch (a task alone is not counted), by pool "
+    "and model.",
+    ["pool", "model"],
+    buckets=(2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+)
 UPSTREAM_REQUEST = Histogram(
     "synthgate_worker_upstream_request_seconds",
     "One HTTP request to the upstream service, by operation (submit, poll, download).",
@@ -164,6 +171,12 @@ def task_finished(
             IMAGES.labels(model, backend, "succeeded", NO_CODE).inc()
         else:
             IMAGES.labels(model, backend, "failed", bounded_code(result.get("code", ""))).inc()
+
+
+def batch_made(first: Claim, tasks: int) -> None:
+    """A batch of ``tasks`` tasks (``first``'s pool and model) goes into one pipeline call."""
+    assert first.request is not None
+    BATCH_TASKS.labels(first.pool, first.request.model).observe(tasks)
 
 
 class StepTimer:

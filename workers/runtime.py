@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -77,19 +78,27 @@ class LocalBackend:
             indexes=missing,
         )
 
+    def generate_batch(self, claims: Sequence[Claim]) -> list[list[ImageOutcome]]:
+        """Tasks of one model, size and steps (none with images stored before) in one
+        pipeline call; each task's outcomes, as :meth:`generate` gives them."""
+        requests = [claim.request for claim in claims if claim.request is not None]
+        if len(requests) != len(claims) or any(claim.stored for claim in claims):
+            raise ValueError("a batch takes claimed tasks with no image stored before")
+        progress = [self._progress(claim) for claim in claims]
+        return self.diffusers.generate_batch(
+            pipeline_of(self.catalog[requests[0].model]),
+            requests,
+            on_step=_each(metrics.StepTimer(requests[0].model), *progress),
+            task_steps=[self._on_step(claim) for claim in claims],
+        )
+
     def _on_step(self, claim: Claim) -> StepHook:
         """The step timer's metrics, and the task's progress when it is recorded."""
         assert claim.request is not None
-        timer = metrics.StepTimer(claim.request.model)
-        if self.progress is None:
-            return timer
-        progress = self.progress.steps(claim.task_id)
+        return _each(metrics.StepTimer(claim.request.model), self._progress(claim))
 
-        def hook(done: int, total: int) -> None:
-            timer(done, total)
-            progress(done, total)
-
-        return hook
+    def _progress(self, claim: Claim) -> StepHook | None:
+        return None if self.progress is None else self.progress.steps(claim.task_id)
 
     def preload(self, queue: str) -> None:
         """Load the pipelines of ``queue``'s models now, not in its first task."""
@@ -98,6 +107,17 @@ class LocalBackend:
             if spec.local and spec.pool == queue:
                 log.info("loading the %s pipeline of %s", spec.family, spec.name)
                 self.diffusers.load(pipeline_of(spec))
+
+
+def _each(*hooks: StepHook | None) -> StepHook:
+    """One step hook that calls each of ``hooks``."""
+    called = [hook for hook in hooks if hook is not None]
+
+    def hook(done: int, total: int) -> None:
+        for each in called:
+            each(done, total)
+
+    return hook
 
 
 def _route_library_logs() -> None:

@@ -18,8 +18,8 @@ handed the tasks over, and after ``max_attempts`` claims good tasks failed as po
 With the flags:
 
 - scripts that start new work (:attr:`WhenFull.REFUSED`: the submit, the claim, the
-  upstream worker's take) are refused whole, before they change anything: a submit gets
-  503, queued tasks wait in their queues;
+  GPU worker's batch take, the upstream worker's take) are refused whole, before they
+  change anything: a submit gets 503, queued tasks wait in their queues;
 - scripts that move work to its end (:attr:`WhenFull.RUNS`: finish, lease renewal,
   progress, annotations, a client's cancel, the reaper's passes) run whatever the memory:
   a few small fields a task (a cancel frees the queued message), and finished records
@@ -48,6 +48,7 @@ FRAGMENTS: dict[str, tuple[str, ...]] = {
     "keys": (),  # k_*(): every Redis key name, as taskcore.redis_keys names them
     "clock": (),  # clock_ms(): Redis' own clock, which decides every lease and deadline
     "fairqueue": ("keys",),  # fq_*(): the per-tenant lists and stride scheduling
+    "messages": (),  # msg_task_id(): the task a Celery message carries
     "webhook_enqueue": ("keys", "clock"),  # a final task's webhook delivery, due now
     "taskindex": ("keys", "clock"),  # ix_*(): the listing indexes
     # a final task lets go of its limits; fail_running(): a RUNNING task FAILS where it stands
@@ -189,11 +190,19 @@ SCRIPTS: dict[str, ScriptSpec] = {
             ),
         ),
         ScriptSpec("requeue", _RUNS, ("clock",), ("queue", "starting"), ("requeue_after_ms",)),
+        # A GPU worker's cross-request batch (taskcore.store.worker).
+        ScriptSpec(
+            "batch_take",
+            _REFUSED,
+            ("keys", "clock", "fairqueue", "messages"),
+            _POOL,
+            ("model", "width", "height", "steps", "room", "most"),
+        ),
         # DashScope accounts' limits (taskcore.upstream_accounts).
         ScriptSpec(
             "upstream_take",
             _REFUSED,
-            ("keys", "clock", "fairqueue"),
+            ("keys", "clock", "fairqueue", "messages"),
             (*_POOL, "running_sets", "running_submits_rest..."),
             ("count", "depth", "name_limit_per_window_window_ms..."),
         ),

@@ -29,9 +29,7 @@ local taken = {}
 while #taken < 2 * count do
   local message = redis.call('RPOP', KEYS[1])
   if not message then break end
-  local ok, decoded = pcall(cjson.decode, message)
-  local id = ok and type(decoded.headers) == 'table' and decoded.headers.argsrepr
-  id = id and string.match(id, "^%[?'([^']+)'")
+  local id = msg_task_id(message)
   local task = id and k_task(id)
   local row = task and redis.call('HMGET', task, 'status', 'upstream_account') or {}
   local chosen = ''

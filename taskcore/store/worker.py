@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
 from taskcore import fairqueue, redis_keys, scripts
+from taskcore.contract import GenerationRequest
 from taskcore.records import TaskStatus
 from taskcore.store.claims import (
     Claim,
@@ -19,6 +21,16 @@ from taskcore.store.claims import (
     parse_lost,
     renew_args,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTake:
+    """The tasks a batch take handed over (their messages left the queue, unclaimed yet),
+    and why it stopped: ``full`` (no room left), ``blocked`` (the next task may not join,
+    so nothing behind it may either) or ``empty`` (nothing waits for the pool)."""
+
+    task_ids: list[str]
+    stopped: str
 
 
 class WorkerTaskStore:
@@ -41,6 +53,7 @@ class WorkerTaskStore:
         self._annotate = scripts.bind(client, "annotate")
         self._mark_stored = scripts.bind(client, "mark_stored")
         self._renew = scripts.bind(client, "renew")
+        self._batch_take = scripts.bind(client, "batch_take")
 
     def claim(self, task_id: str) -> Claim | None:
         """PENDING (or RUNNING with an expired lease) → RUNNING under this worker's lease.
@@ -50,6 +63,27 @@ class WorkerTaskStore:
             args=claim_args(self.lease, self._feed_depth, self._ttl),
         )
         return parse_claim(task_id, reply)
+
+    def claim_many(self, task_ids: Sequence[str]) -> list[Claim | redis.RedisError | None]:
+        """:meth:`claim` each task, in one round trip; a failed claim's error in its place."""
+        args = claim_args(self.lease, self._feed_depth, self._ttl)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                self._claim(keys=[redis_keys.task(task_id)], args=args, client=pipe)
+            replies = pipe.execute(raise_on_error=False)
+        return [
+            reply if isinstance(reply, redis.RedisError) else parse_claim(task_id, reply)
+            for task_id, reply in zip(task_ids, replies, strict=True)
+        ]
+
+    def take_batch(self, pool: str, first: GenerationRequest, room: int) -> BatchTake:
+        """Take off ``pool``'s queue the tasks fed next that may share ``first``'s pipeline
+        call (same model, size and steps, never claimed before), ``room`` images at most, in
+        fed order up to the first that may not (``batch_take.lua``); claim them next."""
+        # At most twice ``room`` messages: those of canceled tasks take no room.
+        shape = [first.model, first.width, first.height, first.steps]
+        reply = self._batch_take(keys=fairqueue.pool_keys(pool), args=[*shape, room, 2 * room])
+        return BatchTake([raw.decode() for raw in reply[1:]], reply[0].decode())
 
     def annotate(self, task_id: str, field: str, value: str) -> bool:
         """Set one field of a RUNNING task this worker holds (e.g. the upstream task id, to

@@ -102,9 +102,12 @@ def test_gpu_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
         f"\ngpu.sd15, 1 worker: B wait p50 {p50:.2f}s p95 {p95:.2f}s; "
         f"A tasks started while a B task waited: {sorted(seen.overtaken)}"
     )
-    assert seen.backlog >= FLOOD - 100  # A's flood was there all along
+    # A's flood was there all along (the worker makes up to SYNTHGATE_MAX_BATCH of them in
+    # one call, so it drains a few hundred while B runs its samples).
+    assert seen.backlog >= FLOOD // 2
     # Only the 2 tasks fed before B's (and one more when B's pass ties with A's) start
-    # ahead of it, however long A's list; in a FIFO queue all 1,000 would.
+    # ahead of it, however long A's list; in a FIFO queue all 1,000 would. A batch changes
+    # nothing: it takes the tasks fed next, B's among them, up to the first that differs.
     assert max(seen.overtaken) <= DEPTH + 1, seen.overtaken
 
 

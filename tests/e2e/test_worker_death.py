@@ -7,6 +7,7 @@ when a pod dies), or stopped with SIGTERM.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,35 @@ def test_a_poison_task_fails_after_max_attempts_while_the_others_finish(
         assert redis_client.zcard(redis_keys.leases("gpu.sd15")) == 0
     finally:
         redis_client.close()
+
+
+def test_a_poison_task_in_a_batch_costs_its_batch_mates_one_attempt_only(
+    stack: Stack, api: httpx.Client, revive: None
+) -> None:
+    # Both workers busy (the second for longer), so the first to free takes the poison task
+    # and its three queued companions as one batch, which kills its process.
+    blockers = [submit(api, body(prompt="a slow one", steps=steps)) for steps in (20, 120)]
+    for blocker in blockers:
+        wait_running_on_a_worker(stack, blocker)
+    poison = submit(api, body(prompt=f"a cat {CRASH}", steps=2))
+    mates = [submit(api, body(prompt=f"a dog {i}", steps=2, seed=i)) for i in range(3)]
+
+    output = wait_status(api, poison, FINAL, timeout=120)["output"]
+    assert (output["task_status"], output["code"]) == ("FAILED", POISON_CODE)
+    for task_id in mates:
+        assert wait_status(api, task_id, FINAL, timeout=120)["output"]["task_status"] == (
+            "SUCCEEDED"
+        )
+        # claimed in the lost batch, then once more, alone; never as many as the poison task
+        assert finished_attempt(stack, task_id) == 2
+    batches = [
+        json.loads(line)["tasks"]
+        for worker in stack.workers
+        for line in worker.log_text().splitlines()
+        if '"message": "batch of' in line or '"message":"batch of' in line
+    ]
+    assert [poison, *mates] in batches
+    assert not any(poison in tasks for tasks in batches if tasks != [poison, *mates])
 
 
 def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(

@@ -72,7 +72,7 @@ def test_the_script_starts_with_its_maxmemory_flag(name: str) -> None:
 
 def test_the_scripts_that_start_work_are_refused_by_a_full_redis() -> None:
     refused = {name for name, spec in SCRIPTS.items() if spec.when_full is WhenFull.REFUSED}
-    assert refused == {"submit", "claim", "upstream_take"}
+    assert refused == {"submit", "claim", "batch_take", "upstream_take"}
 
 
 def test_a_fragment_comes_before_the_fragments_that_call_it() -> None:

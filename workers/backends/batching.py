@@ -1,9 +1,9 @@
 """Cross-request batching: which tasks may share one pipeline call, and how they are split.
 
-Tasks share a call when they have the same model, size and steps; each of their
-images keeps its own prompt, negative prompt, guidance scale and seed. A
-consumer that holds several queued tasks groups them with
-:func:`group_batchable` and hands each group to
+Tasks share a call when they have the same model, size and steps (:func:`batch_key`);
+each of their images keeps its own prompt, negative prompt, guidance scale and seed.
+The GPU consumer forms batches from its pool's queue (:mod:`workers.batches`,
+``batch_take.lua``, which compares the same four fields) and hands each to
 ``DiffusersBackend.generate_batch``.
 """
 
@@ -46,23 +46,3 @@ def image_specs(requests: Sequence[GenerationRequest]) -> list[ImageSpec]:
         for r in requests
         for seed in r.seeds()
     ]
-
-
-def group_batchable(requests: Sequence[GenerationRequest], max_images: int) -> list[list[int]]:
-    """Indices of ``requests`` grouped into batches, in arrival order.
-
-    A group holds tasks of one :func:`batch_key` and at most ``max_images``
-    images, except a lone task that has more (it is split inside its call).
-    """
-    groups: list[list[int]] = []
-    open_groups: dict[BatchKey, tuple[list[int], int]] = {}
-    for index, request in enumerate(requests):
-        key = batch_key(request)
-        group, images = open_groups.get(key, ([], 0))
-        if group and images + request.n > max_images:
-            group, images = [], 0
-        if not group:
-            groups.append(group)
-        group.append(index)
-        open_groups[key] = (group, images + request.n)
-    return groups

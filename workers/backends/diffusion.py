@@ -192,6 +192,7 @@ class DiffusersBackend:
         kind: str,
         requests: Sequence[GenerationRequest],
         on_step: StepHook | None = None,
+        task_steps: Sequence[StepHook | None] | None = None,
     ) -> list[list[ImageOutcome]]:
         """Several tasks of one model, size and steps as one batch; outcomes per task.
 
@@ -199,30 +200,43 @@ class DiffusersBackend:
         and seed (seed + i), and equals what the task alone would make. Calls
         hold at most ``options.max_batch`` images (more are split across
         calls, ``on_step`` running through the steps once per call). If a call
-        fails, every task is made on its own, as :meth:`generate` does.
+        fails, every task is made on its own, as :meth:`generate` does; a task
+        with non-finite pixels is made again on its own. A task made alone
+        reports its steps to its hook of ``task_steps`` (default: ``on_step``).
         Raises ValueError for tasks that cannot share a batch.
         """
         check_batchable(requests)
         first = requests[0]
         if _MODEL_KINDS.get(first.model, self._family(kind)) != self._family(kind):
             raise ValueError(f"model {first.model!r} is not served by the {kind!r} pipeline")
+        alone = list(task_steps) if task_steps is not None else [on_step] * len(requests)
         pipe = self.load(kind)
         specs = image_specs(requests)
         size = self.options.max_batch
+        images: list[np.ndarray] | None = None
         with self._run_locks[kind]:
             try:
-                chunks = [
-                    self._run_batch(pipe, specs[start : start + size], first, on_step)
+                images = [
+                    image
                     for start in range(0, len(specs), size)
+                    for image in self._run_batch(pipe, specs[start : start + size], first, on_step)
                 ]
             except RuntimeError as exc:
                 logger.warning(
                     "batch of %d %s tasks failed, making each alone: %s", len(requests), kind, exc
                 )
-            else:
-                return _split(requests, [image for chunk in chunks for image in chunk])
-        _release_cached_memory()
-        return [self.generate(kind, request, on_step) for request in requests]
+        if images is None:
+            # Outside the except block, so the failed call's tensors are already freed.
+            _release_cached_memory()
+            return [self.generate(kind, r, hook) for r, hook in zip(requests, alone, strict=True)]
+        made = _split(requests, images)
+        if len(requests) > 1:
+            # Non-finite pixels may be the batch's doing (a larger call overflowing in fp16).
+            for i, outcomes in enumerate(made):
+                if any(o.message == NON_FINITE_MESSAGE for o in outcomes):
+                    logger.warning("task %d of a %s batch made NaNs; making it alone", i, kind)
+                    made[i] = self.generate(kind, requests[i], alone[i])
+        return made
 
     def _run_batch(
         self,

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from taskcore.contract import GenerationRequest, ImageOutcome
-from workers.backends.batching import group_batchable
 from workers.backends.diffusion import DiffusersBackend, StepHook
 from workers.backends.optimizations import PipelineOptions
 from workers.backends.sampling import ImageSpec
@@ -167,15 +166,31 @@ def test_a_failed_batch_makes_each_task_alone(demo_weights_dir: Path) -> None:
         assert [o.png for o in outcomes] == [o.png for o in alone]
 
 
-def test_group_batchable_groups_by_model_size_and_steps_up_to_max_images() -> None:
-    tasks = [
-        task(n=2),  # 0
-        task(SDXL, size=(1024, 1024)),  # 1
-        task(n=3),  # 2: 2 + 3 > 4, so a new sd15 group
-        task(steps=30),  # 3
-        task(n=1),  # 4: joins 2
-        task(SDXL, size=(1024, 1024), n=4),  # 5: 1 + 4 > 4
-        task(n=6),  # 6: alone, over the cap
-    ]
-    assert group_batchable(tasks, max_images=4) == [[0], [1], [2, 4], [3], [5], [6]]
-    assert group_batchable(tasks[:1] + tasks[2:3], max_images=8) == [[0, 1]]
+class NanBackend(DiffusersBackend):
+    """A batched call turns the images of prompts with "overflow" into NaNs (as fp16 can at
+    a larger batch); a call of one task alone is the real one."""
+
+    def _run_batch(
+        self,
+        pipe: Any,
+        specs: Sequence[ImageSpec],
+        shape: GenerationRequest,
+        on_step: StepHook | None,
+    ) -> np.ndarray:
+        images = super()._run_batch(pipe, specs, shape, on_step)
+        for i, spec in enumerate(specs):
+            if "overflow" in spec.prompt:
+                images[i] = np.nan
+        return images
+
+
+def test_a_task_with_nans_in_a_batch_is_made_again_alone(demo_weights_dir: Path) -> None:
+    backend = NanBackend({"sd15": None}, demo_weights_dir, device="cpu")
+    tasks = [task(seed=3), task(prompt="an overflow", seed=4, n=2), task(seed=5)]
+    steps: list[list[tuple[int, int]]] = [[], [], []]
+    batched = backend.generate_batch(
+        "sd15", tasks, task_steps=[lambda *p, i=i: steps[i].append(p) for i in range(3)]
+    )
+    assert all(o.ok for outcomes in batched for o in outcomes)
+    assert_each_equals_alone(backend, "sd15", tasks, batched)
+    assert steps[1] and not steps[0] and not steps[2]  # only the task made again reported

@@ -15,7 +15,7 @@ from taskcore.settings import Settings, SettingsError
 from workers.backends.diffusion import DiffusersBackend
 from workers.backends.optimizations import PipelineOptions
 
-PLAIN = PipelineOptions(compile=False, channels_last=False, fuse_qkv=False)
+PLAIN = PipelineOptions(compile=False, channels_last=False, fuse_qkv=False, vae_slicing=False)
 
 
 def request(n: int = 1, seed: int = 3) -> GenerationRequest:
@@ -101,9 +101,9 @@ def test_compile_is_skipped_on_the_cpu_with_a_log_line_and_the_rest_applies(
         pipe = backend.load("sd15")
     messages = [record.getMessage() for record in caplog.records]
     assert any("torch.compile skipped on cpu" in m for m in messages), messages
-    assert "sd15 pipeline on cpu: channels_last, fuse_qkv" in messages
+    assert "sd15 pipeline on cpu: channels_last, fuse_qkv, vae_slicing" in messages
     assert pipe.unet._compiled_call_impl is None
-    assert is_channels_last(pipe) and is_fused(pipe)
+    assert is_channels_last(pipe) and is_fused(pipe) and pipe.vae.use_slicing
     assert_same_images(backend.generate("sd15", request(n=2)), plain_images)
 
 
@@ -111,6 +111,7 @@ def test_switched_off_options_leave_the_pipeline_plain(plain: DiffusersBackend) 
     pipe = plain.load("sd15")
     assert not is_channels_last(pipe)
     assert not is_fused(pipe)
+    assert not pipe.vae.use_slicing
 
 
 def test_compiled_sd15_traces_whole_and_warm_up_covers_every_batch_size(

@@ -11,7 +11,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import redis
@@ -29,151 +29,119 @@ SMALL = replace(JOB, width=256, height=256)
 DEPTH = 2
 
 
-@pytest.fixture
-def pool() -> str:
-    return "test.batch." + uuid.uuid4().hex[:8]  # no worker serves it
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis) -> WorkerTaskStore:
-    return WorkerTaskStore(redis_client, 3600, feed_depth=DEPTH)
-
-
 def task_id_of(raw: bytes) -> str:
     """The task id a Celery message carries (its body's first argument)."""
     task_id: str = json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0]
     return task_id
 
 
-def _next(redis_client: redis.Redis, store: WorkerTaskStore, pool: str) -> str:
-    """What Celery delivers next, claimed: its task id."""
-    raw = redis_client.rpop(redis_keys.celery_queue(pool))
-    assert raw is not None
-    task_id = task_id_of(raw)
-    claim = store.claim(task_id)
-    assert claim is not None and claim.runnable
-    return task_id
+@dataclass
+class Pool:
+    """A pool no worker serves, its tenants' submits, and a worker's view of its queue."""
+
+    name: str
+    server: RedisServer
+    client: redis.Redis
+    store: WorkerTaskStore
+    new_tenant: Callable[..., str]
+
+    def submit(self, key: str, jobs: list[GenerationRequest], pool: str = "") -> list[str]:
+        return submit_many(self.server.url, key, jobs, pool or self.name, DEPTH)
+
+    def next(self, store: WorkerTaskStore | None = None, pool: str = "") -> str:
+        """What Celery delivers next, claimed: its task id."""
+        raw = self.client.rpop(redis_keys.celery_queue(pool or self.name))
+        assert raw is not None
+        claim = (store or self.store).claim(task_id_of(raw))
+        assert claim is not None and claim.runnable
+        return claim.task_id
+
+    def take(self, room: int = 7) -> BatchTake:
+        return self.store.take_batch(self.name, JOB, room)
+
+    def queued(self) -> list[str]:
+        """The pool's Celery queue, the next delivery first."""
+        return [task_id_of(raw) for raw in reversed(self.client.lrange(self.name, 0, -1))]
+
+    def tenants(self, task_ids: list[str]) -> list[bytes | None]:
+        return [self.client.hget(redis_keys.task(task_id), "tenant") for task_id in task_ids]
 
 
-def _queued(redis_client: redis.Redis, pool: str) -> list[str]:
-    """The pool's Celery queue, the next delivery first."""
-    return [task_id_of(raw) for raw in reversed(redis_client.lrange(pool, 0, -1))]
+@pytest.fixture
+def pool(
+    redis_server: RedisServer, redis_client: redis.Redis, new_tenant: Callable[..., str]
+) -> Pool:
+    store = WorkerTaskStore(redis_client, 3600, feed_depth=DEPTH)
+    name = "test.batch." + uuid.uuid4().hex[:8]
+    return Pool(name, redis_server, redis_client, store, new_tenant)
 
 
 def test_a_batch_takes_the_compatible_tasks_fed_next_and_stops_at_the_first_other(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
+    pool: Pool,
 ) -> None:
-    key = new_tenant()
-    first, mate, other, later = submit_many(
-        redis_server.url, key, [JOB, JOB, SMALL, JOB], pool, DEPTH
-    )
-    assert _next(redis_client, store, pool) == first
-    taken = store.take_batch(pool, JOB, room=7)
+    first, mate, other, later = pool.submit(pool.new_tenant(), [JOB, JOB, SMALL, JOB])
+    assert pool.next() == first
+    taken = pool.take()
     assert (taken.task_ids, taken.stopped) == ([mate], "blocked")
-    assert _queued(redis_client, pool)[0] == other  # next in line, and `later` behind it
+    assert pool.queued()[0] == other  # next in line, and `later` behind it
     assert later not in taken.task_ids
-    claims = store.claim_many(taken.task_ids)
+    claims = pool.store.claim_many(taken.task_ids)
     assert [c.task_id for c in claims if c and not isinstance(c, Exception)] == [mate]
 
 
-def test_a_batch_never_overtakes_another_tenants_task_fed_before(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
-) -> None:
-    a, b = new_tenant(), new_tenant()
-    a_tasks = submit_many(redis_server.url, a, [JOB] * 4, pool, DEPTH)
-    (b_task,) = submit_many(redis_server.url, b, [SMALL], pool, DEPTH)
-    assert _next(redis_client, store, pool) == a_tasks[0]  # its claim fed B's task (its turn)
-    taken = store.take_batch(pool, JOB, room=7)
+def test_a_batch_never_overtakes_another_tenants_task_fed_before(pool: Pool) -> None:
+    a_tasks = pool.submit(pool.new_tenant(), [JOB] * 4)
+    (b_task,) = pool.submit(pool.new_tenant(), [SMALL])
+    assert pool.next() == a_tasks[0]  # its claim fed B's task (its turn)
     # a_tasks[1] was fed before B's task; a_tasks[2:] would overtake it.
-    assert (taken.task_ids, taken.stopped) == ([a_tasks[1]], "blocked")
-    assert _queued(redis_client, pool) == [b_task]
+    assert pool.take() == BatchTake([a_tasks[1]], "blocked")
+    assert pool.queued() == [b_task]
 
 
-def test_a_batch_feeds_deeper_than_the_depth_in_the_tenants_fair_order(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
-) -> None:
+def test_a_batch_feeds_deeper_than_the_depth_in_the_tenants_fair_order(pool: Pool) -> None:
     # The same submits into two pools: one served task by task, the other by a batch.
-    a, b = new_tenant(weight=2.0), new_tenant()
-    alone = pool + ".alone"
-    for target in (alone, pool):
-        submit_many(redis_server.url, a, [JOB] * 6, target, DEPTH)
-        submit_many(redis_server.url, b, [JOB] * 3, target, DEPTH)
-    one_by_one = [_next(redis_client, store, alone) for _ in range(9)]
-    first = _next(redis_client, store, pool)
-    taken = store.take_batch(pool, JOB, room=8)
+    a, b = pool.new_tenant(weight=2.0), pool.new_tenant()
+    alone = pool.name + ".alone"
+    for target in (alone, pool.name):
+        pool.submit(a, [JOB] * 6, target)
+        pool.submit(b, [JOB] * 3, target)
+    one_by_one = [pool.next(pool=alone) for _ in range(9)]
+    first = pool.next()
+    taken = pool.take(room=8)
     assert taken.stopped == "full" and len(taken.task_ids) == 8  # 8 > the depth of 2
-    assert _tenants(redis_client, [first, *taken.task_ids]) == _tenants(redis_client, one_by_one)
-    assert store.take_batch(pool, JOB, room=8) == BatchTake([], "empty")
+    assert pool.tenants([first, *taken.task_ids]) == pool.tenants(one_by_one)
+    assert pool.take(room=8) == BatchTake([], "empty")
 
 
-def _tenants(redis_client: redis.Redis, task_ids: list[str]) -> list[bytes | None]:
-    return [redis_client.hget(redis_keys.task(task_id), "tenant") for task_id in task_ids]
-
-
-def test_a_batch_holds_at_most_its_room_in_images(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
-) -> None:
+def test_a_batch_holds_at_most_its_room_in_images(pool: Pool) -> None:
     jobs = [JOB, replace(JOB, n=2), JOB, replace(JOB, n=3)]
-    first, two, one, three = submit_many(redis_server.url, new_tenant(), jobs, pool, DEPTH)
-    assert _next(redis_client, store, pool) == first
-    taken = store.take_batch(pool, JOB, room=4)
-    assert (taken.task_ids, taken.stopped) == ([two, one], "full")  # three would make 6
-    assert _queued(redis_client, pool) == [three]
+    first, two, one, three = pool.submit(pool.new_tenant(), jobs)
+    assert pool.next() == first
+    assert pool.take(room=4) == BatchTake([two, one], "full")  # three would make 6
+    assert pool.queued() == [three]
 
 
-def test_a_task_claimed_before_is_never_a_companion(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
-) -> None:
-    first, lost, after = submit_many(redis_server.url, new_tenant(), [JOB] * 3, pool, DEPTH)
-    assert _next(redis_client, store, pool) == first
+def test_a_task_claimed_before_is_never_a_companion(pool: Pool) -> None:
+    first, lost, after = pool.submit(pool.new_tenant(), [JOB] * 3)
+    assert pool.next() == first
     # `lost` was claimed by a worker that died; the takeover put its message back in front.
-    dead = WorkerTaskStore(redis_client, 3600, lease=LeaseTerms("dead:1", lease_seconds=0.001))
-    assert _next(redis_client, dead, pool) == lost
-    envelope = redis_client.hget(redis_keys.task(lost), "envelope")
+    dead = WorkerTaskStore(pool.client, 3600, lease=LeaseTerms("dead:1", lease_seconds=0.001))
+    assert pool.next(dead) == lost
+    envelope = pool.client.hget(redis_keys.task(lost), "envelope")
     assert envelope is not None
-    redis_client.rpush(pool, envelope)
-    taken = store.take_batch(pool, JOB, room=7)
-    assert (taken.task_ids, taken.stopped) == ([], "blocked")
-    assert _queued(redis_client, pool) == [lost, after]
+    pool.client.rpush(pool.name, envelope)
+    assert pool.take() == BatchTake([], "blocked")
+    assert pool.queued() == [lost, after]
 
 
-def test_a_canceled_task_is_taken_and_its_claim_leaves_it_out(
-    redis_server: RedisServer,
-    redis_client: redis.Redis,
-    store: WorkerTaskStore,
-    pool: str,
-    new_tenant: Callable[..., str],
-) -> None:
+def test_a_canceled_task_is_taken_and_its_claim_leaves_it_out(pool: Pool) -> None:
     name = "t-" + uuid.uuid4().hex[:8]
-    key = new_tenant(name)
-    first, canceled, mate = submit_many(redis_server.url, key, [JOB] * 3, pool, DEPTH)
-    assert _next(redis_client, store, pool) == first
-    assert cancel_many(redis_server.url, name, [canceled]) == [TaskStatus.PENDING]
-    taken = store.take_batch(pool, JOB, room=1)
-    assert (taken.task_ids, taken.stopped) == ([canceled, mate], "full")  # mate filled it
-    claims = store.claim_many(taken.task_ids)
-    left_out, joined = claims
+    first, canceled, mate = pool.submit(pool.new_tenant(name), [JOB] * 3)
+    assert pool.next() == first
+    assert cancel_many(pool.server.url, name, [canceled]) == [TaskStatus.PENDING]
+    assert pool.take(room=1) == BatchTake([canceled, mate], "full")  # mate filled it
+    left_out, joined = pool.store.claim_many([canceled, mate])
     assert left_out is not None and not isinstance(left_out, Exception)
     assert left_out.previous is TaskStatus.CANCELED and not left_out.runnable
     assert joined is not None and not isinstance(joined, Exception) and joined.runnable
-    assert redis_client.zcard(redis_keys.starting(pool)) == 0
+    assert pool.client.zcard(redis_keys.starting(pool.name)) == 0

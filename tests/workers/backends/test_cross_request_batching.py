@@ -62,11 +62,16 @@ def assert_each_equals_alone(
 
 
 class RecordingBackend(DiffusersBackend):
-    """Records the image count of each batched call; fails them all when ``fail`` is set."""
+    """Records the image count of each batched call; fails them all when ``fail`` is set,
+    and turns the images of prompts with ``nan_word`` into NaNs (as fp16 can at a larger
+    batch; a task's call alone is the real one)."""
 
-    def __init__(self, *args: Any, fail: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fail: bool = False, nan_word: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fail = fail
+        self.nan_word = nan_word
         self.calls: list[int] = []
 
     def _run_batch(
@@ -79,7 +84,11 @@ class RecordingBackend(DiffusersBackend):
         self.calls.append(len(specs))
         if self.fail:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return super()._run_batch(pipe, specs, shape, on_step)
+        images = super()._run_batch(pipe, specs, shape, on_step)
+        for i, spec in enumerate(specs):
+            if self.nan_word and self.nan_word in spec.prompt:
+                images[i] = np.nan
+        return images
 
 
 @pytest.fixture(scope="module")
@@ -166,26 +175,8 @@ def test_a_failed_batch_makes_each_task_alone(demo_weights_dir: Path) -> None:
         assert [o.png for o in outcomes] == [o.png for o in alone]
 
 
-class NanBackend(DiffusersBackend):
-    """A batched call turns the images of prompts with "overflow" into NaNs (as fp16 can at
-    a larger batch); a call of one task alone is the real one."""
-
-    def _run_batch(
-        self,
-        pipe: Any,
-        specs: Sequence[ImageSpec],
-        shape: GenerationRequest,
-        on_step: StepHook | None,
-    ) -> np.ndarray:
-        images = super()._run_batch(pipe, specs, shape, on_step)
-        for i, spec in enumerate(specs):
-            if "overflow" in spec.prompt:
-                images[i] = np.nan
-        return images
-
-
 def test_a_task_with_nans_in_a_batch_is_made_again_alone(demo_weights_dir: Path) -> None:
-    backend = NanBackend({"sd15": None}, demo_weights_dir, device="cpu")
+    backend = RecordingBackend({"sd15": None}, demo_weights_dir, device="cpu", nan_word="overflow")
     tasks = [task(seed=3), task(prompt="an overflow", seed=4, n=2), task(seed=5)]
     steps: list[list[tuple[int, int]]] = [[], [], []]
     batched = backend.generate_batch(
@@ -193,4 +184,5 @@ def test_a_task_with_nans_in_a_batch_is_made_again_alone(demo_weights_dir: Path)
     )
     assert all(o.ok for outcomes in batched for o in outcomes)
     assert_each_equals_alone(backend, "sd15", tasks, batched)
+    assert backend.calls == [4]  # one batched call; the task with NaNs was made alone after
     assert steps[1] and not steps[0] and not steps[2]  # only the task made again reported

@@ -52,8 +52,9 @@ def test_a_worker_whose_clock_is_40s_ahead_starts_no_task_twice(skewed_stack: St
     environ = Path(f"/proc/{ahead.process.pid}/environ").read_bytes()
     assert f"FAKETIME=+{AHEAD_SECONDS}s".encode() in environ  # the skewed one is running
     with httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30) as api:
-        # Each task runs for a few leases, so both reapers look at it while it runs.
-        tasks = [submit(api, body(prompt=f"skew {i}", steps=25, seed=i)) for i in range(8)]
+        # Each task runs for a few leases, so both reapers look at it while it runs; steps
+        # differ, so no two share a pipeline call and both workers get tasks.
+        tasks = [submit(api, body(prompt=f"skew {i}", steps=25 + i, seed=i)) for i in range(8)]
         for task_id in tasks:
             output = wait_status(api, task_id, FINAL, timeout=240)["output"]
             assert output["task_status"] == "SUCCEEDED", output

@@ -88,11 +88,13 @@ def test_an_interactive_task_overtakes_its_tenants_queued_batch_tasks(
 ) -> None:
     headers = stack.headers(new_tenant())
     with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        # Steps differ, so no two of them share a pipeline call (cross-request batching):
+        # what is measured is the order the fair queue gives them.
         batch = [
             api.post(
-                SUBMIT, json=body(V15, steps=2), headers={"X-Synthgate-Priority": "batch"}
+                SUBMIT, json=body(V15, steps=2 + i), headers={"X-Synthgate-Priority": "batch"}
             ).json()["output"]["task_id"]
-            for _ in range(7)
+            for i in range(7)
         ]
         urgent = api.post(SUBMIT, json=body(V15, steps=2, priority="interactive"))
         urgent_start = _started(api, urgent.json()["output"]["task_id"])

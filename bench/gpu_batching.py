@@ -3,6 +3,7 @@
     .venv/bin/python bench/gpu_batching.py                       # both models, 16 and 64 tasks
     .venv/bin/python bench/gpu_batching.py --models sd15 --tasks 16 --depths 1,2,8
     .venv/bin/python bench/gpu_batching.py --smoke               # a few tiny tasks (the test)
+    .venv/bin/python bench/gpu_batching.py --breakdown           # where a task's CPU time goes
 
 On a private ``redis-server``, a gateway and, for each model and setting, one
 ``synthgate worker`` of the model's pool (the tiny random-weight pipelines unless weights
@@ -20,6 +21,12 @@ spin against each other and the other processes, and a run's time says more abou
 neighbours than about batching. The worker's CPU seconds per image come with each run.
 
 The table goes to ``--out`` (``bench/results/gpu_batching.md``, and ``.json``).
+
+``--breakdown`` runs no server: in this process, on one torch thread, it makes 8 tasks of
+each model one by one (``DiffusersBackend.generate``) and as one batch (``generate_batch``)
+and prints the CPU seconds per image spent in the UNet, the VAE decoder, the PNG encoder
+and the rest: only the UNet's share gains from a batch; then the VAE decoder's cost per
+image decoding 8 latents at once and one at a time (as the worker does).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +207,9 @@ def measure(plan: Plan, workdir: Path) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table: each run, and batching on against off (the mean of the rounds)."""
     lines = [
-        "| model, size, steps | tasks | setting | images/s | tasks per call | on / off |",
-        "|---|---|---|---|---|---|",
+        "| model, size, steps | tasks | setting | images/s | on / off | worker CPU s per image "
+        "| tasks per call |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def rate(row: dict[str, Any]) -> float:
@@ -213,9 +223,88 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['model']} {row['size']}, {row['steps']} | {row['tasks']} | {setting}, depth "
             f"{row['feed_depth']}, round {row['round']} | {rate(row):.2f} | "
-            f"{row['tasks_per_call']} | {f'{ratio:.2f}x' if ratio else ''} |"
+            f"{f'{ratio:.2f}x' if ratio else ''} | {row['worker_cpu_s_per_image']:.3f} | "
+            f"{row['tasks_per_call']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def breakdown(plan: Plan) -> None:
+    """CPU seconds per image by part, one by one and batched (see the module's docstring)."""
+    import torch
+
+    from taskcore.contract import GenerationRequest
+    from workers.backends.diffusion import DiffusersBackend
+
+    torch.set_num_threads(1)
+    weights = plan.demo_weights or str(Path.home() / ".cache/synthgate/demo-weights")
+    backend = DiffusersBackend(dict.fromkeys(plan.models), Path(weights), device="cpu")
+    for name in plan.models:
+        model, _, size = MODELS[name]
+        width, height = (int(side) for side in (plan.size or size).split("*"))
+        jobs = [GenerationRequest(model, f"p {i}", "", width, height, 1, plan.steps, 7.0, i)
+                for i in range(8)]  # fmt: skip
+        backend.generate_batch(name, jobs[:2])  # warm-up
+        for batched in (False, True):
+            with _parts_timed(backend.load(name)) as spent:
+                started = time.process_time()
+                if batched:
+                    backend.generate_batch(name, jobs)
+                else:
+                    for job in jobs:
+                        backend.generate(name, job)
+                total = (time.process_time() - started) / len(jobs)
+            each = {part: round(seconds / len(jobs), 3) for part, seconds in spent.items()}
+            run = "batch of 8" if batched else "one by one"
+            rest = round(total - sum(each.values()), 3)
+            print(json.dumps({"model": name, "run": run, "total": round(total, 3), **each,
+                              "rest": rest}))  # fmt: skip
+        print(json.dumps({"model": name, **_decode_costs(backend.load(name), width, height)}))
+
+
+def _decode_costs(pipe: Any, width: int, height: int) -> dict[str, float]:
+    """CPU seconds per image of the VAE decoding 8 latents at once and one at a time."""
+    import torch
+
+    latents = torch.randn(8, 4, height // 8, width // 8)
+    costs = {}
+    with torch.no_grad():
+        for label, slicing in (("decode_8_at_once", False), ("decode_one_by_one", True)):
+            pipe.vae.use_slicing = slicing
+            started = time.process_time()
+            pipe.vae.decode(latents, return_dict=False)
+            costs[label] = round((time.process_time() - started) / 8, 3)
+    pipe.vae.use_slicing = True
+    return costs
+
+
+@contextmanager
+def _parts_timed(pipe: Any) -> Iterator[dict[str, float]]:
+    """CPU seconds spent in the UNet, the VAE decoder and the PNG encoder within the block."""
+    from workers.backends import diffusion
+
+    parts = {"unet": (pipe.unet, "forward"), "vae": (pipe.vae, "decode")}
+    parts["png"] = (diffusion, "_encode_png")
+    spent = dict.fromkeys(parts, 0.0)
+    originals = {part: getattr(owner, attr) for part, (owner, attr) in parts.items()}
+    for part, (owner, attr) in parts.items():
+        setattr(owner, attr, _timed(originals[part], spent, part))
+    try:
+        yield spent
+    finally:
+        for part, (owner, attr) in parts.items():
+            setattr(owner, attr, originals[part])
+
+
+def _timed(call: Any, spent: dict[str, float], part: str) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.process_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            spent[part] += time.process_time() - started
+
+    return timed
 
 
 def main() -> None:
@@ -232,6 +321,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--smoke", action="store_true", help="4 tiny tasks, 512*512, 1 step")
+    parser.add_argument("--breakdown", action="store_true", help="CPU time by part, in process")
     args = parser.parse_args()
     plan = Plan(
         models=args.models.split(","),
@@ -244,6 +334,9 @@ def main() -> None:
         demo_weights=args.demo_weights,
         threads=args.threads,
     )
+    if args.breakdown:
+        breakdown(plan)
+        return
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         rows = measure(plan, Path(folder))

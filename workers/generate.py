@@ -69,7 +69,7 @@ def run_claimed(claim: Claim, runtime: WorkerRuntime) -> TaskStatus | None:
                 claim.attempts,
                 len(claim.stored),
             )
-        return _end(claim, conclude(claim, _make(claim, runtime), runtime), started, runtime)
+        return _end(claim, _conclude(claim, _make(claim, runtime), runtime), started, runtime)
 
 
 def run_batch(claims: list[Claim], runtime: WorkerRuntime) -> list[TaskStatus | None]:
@@ -89,7 +89,7 @@ def run_batch(claims: list[Claim], runtime: WorkerRuntime) -> list[TaskStatus | 
         ends = []
         for claim, outcomes, start in zip(claims, made, started, strict=True):
             with _task_context(claim):
-                ends.append(_end(claim, conclude(claim, outcomes, runtime), start, runtime))
+                ends.append(_end(claim, _conclude(claim, outcomes, runtime), start, runtime))
         return ends
 
 
@@ -182,7 +182,7 @@ def _make_batch(claims: list[Claim], runtime: WorkerRuntime) -> list[Made]:
         return [_make(claim, runtime) for claim in claims]
 
 
-def conclude(claim: Claim, made: Made, runtime: WorkerRuntime) -> Verdict:
+def _conclude(claim: Claim, made: Made, runtime: WorkerRuntime) -> Verdict:
     """Store what was made; every failure becomes a FAILED verdict with a code."""
     if isinstance(made, Exception):
         return failure_verdict(claim.task_id, made)

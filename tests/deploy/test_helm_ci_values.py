@@ -70,3 +70,25 @@ def test_the_gpu_keda_set_scales_two_gpu_pools_on_their_queues() -> None:
         if name.startswith("sg-synthgate-worker-gpu")
     }
     assert gpu == {"sg-synthgate-worker-gpu-sdxl", "sg-synthgate-worker-gpu-sd15"}
+
+
+def test_prometheus_rules_of_a_monitoring_set_are_checked_against_the_operators_fields() -> None:
+    """A set that turns alerts on renders a PrometheusRule, a CRD kubernetes-validate lacks."""
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "sg-synthgate"},
+        "spec": {
+            "groups": [
+                {
+                    "name": "synthgate",
+                    "rules": [{"alert": "SynthgateDown", "expr": "up == 0", "for": "5m"}],
+                }
+            ]
+        },
+    }
+    validate_manifest(rule, KUBE_VERSIONS[-1])
+    group = rule["spec"]["groups"][0]  # type: ignore[index]
+    misspelt = {**group, "rules": [{"alert": "SynthgateDown", "exprs": "up == 0"}]}
+    with pytest.raises(Exception, match="exprs"):
+        validate_manifest({**rule, "spec": {"groups": [misspelt]}}, KUBE_VERSIONS[-1])

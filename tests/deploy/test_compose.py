@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +91,58 @@ def test_healthchecks_probe_what_each_service_serves(services: dict[str, dict[st
     assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
     gateway_check = " ".join(services["gateway"]["healthcheck"]["test"])
     assert "http://127.0.0.1:8000/readyz" in gateway_check
-    for name in WORKERS:  # the image's HEALTHCHECK is the gateway's
-        assert services[name]["healthcheck"] == {"disable": True}
+    for name in WORKERS:  # not the image's HEALTHCHECK (the gateway's, or none)
+        check = services[name]["healthcheck"]
+        assert check["test"][:3] == ["CMD", "python", "-c"]  # neither image has curl
+        assert "/livez" in check["test"][3]
+    # Loading the pipelines takes minutes: the GPU worker's failures then do not count.
+    assert seconds(services["worker-gpu"]["healthcheck"]["start_period"]) >= 600
+
+
+class _Livez(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        body = json.dumps({"ok": self.status == 200}).encode()
+        self.send_response(self.status if self.path == "/livez" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_worker_healthchecks_fail_while_livez_answers_503_or_nothing(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The check as Docker runs it (the image's python), against a stand-in /livez."""
+    service = services[name]
+    _, program, *arguments = service["healthcheck"]["test"]
+    assert program == "python"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Livez)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+
+    def check() -> int:
+        environment = {**os.environ, "SYNTHGATE_WORKER_METRICS_PORT": str(port)}
+        return subprocess.run(
+            [sys.executable, *arguments], env=environment, capture_output=True, timeout=30
+        ).returncode
+
+    try:
+        assert service["environment"]["SYNTHGATE_WORKER_METRICS_PORT"] == "9100"
+        _Livez.status = 200
+        assert check() == 0
+        _Livez.status = 503
+        assert check() != 0
+    finally:
+        _Livez.status = 200
+        server.shutdown()
+        server.server_close()
+    assert check() != 0  # nothing listening
 
 
 def test_workers_get_a_warm_shutdown_that_ends_or_hands_back_their_tasks(

@@ -241,7 +241,8 @@ def test_gpu_pool_pods_get_one_gpu_one_process_and_a_grace_period_longer_than_a_
     assert 600 < spec["terminationGracePeriodSeconds"] < visibility
     # A surge pod would wait for a free GPU: replace pods one at a time instead.
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
-    assert "livenessProbe" not in worker  # Celery serves no HTTP; warm shutdown needs no probe
+    # Restarted when its consumer loop or lease renewal stalls, not merely when it exits.
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
 
 
 def test_two_gpu_pools_each_get_a_deployment_and_a_scaled_object_on_their_queue(

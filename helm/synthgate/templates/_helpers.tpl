@@ -47,15 +47,55 @@ app.kubernetes.io/part-of: synthgate
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ include "synthgate.chart" .root }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
-{{/* An image reference: (dict "root" $ "image" .Values.images.synthgate). */}}
-{{- define "synthgate.image" -}}
-{{- if .image.digest -}}
-{{- printf "%s@%s" .image.repository .image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{/* A pod template's labels: every object's labels and podLabels: (dict "root" $ "component" "gateway"). */}}
+{{- define "synthgate.podLabels" -}}
+{{ include "synthgate.labels" . }}
+{{- with .root.Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
+
+{{/*
+An image reference: (dict "root" $ "image" .Values.images.synthgate). global.imageRegistry,
+when set, replaces the registry of the repository (its first part when that part names a
+host: has a dot or a port, or is localhost) or is put in front of a repository without one.
+*/}}
+{{- define "synthgate.image" -}}
+{{- $repository := .image.repository -}}
+{{- with (.root.Values.global | default dict).imageRegistry -}}
+{{- $parts := splitList "/" $repository -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $parts = rest $parts -}}
+{{- end -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) (join "/" $parts) -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullSecrets of every pod: global.imagePullSecrets, then imagePullSecrets (names or {name}). */}}
+{{- define "synthgate.imagePullSecrets" -}}
+{{- $secrets := list -}}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets -}}
+{{- $name := . -}}
+{{- if kindIs "map" . }}{{ $name = .name }}{{ end -}}
+{{- if not (has (dict "name" $name) $secrets) -}}
+{{- $secrets = append $secrets (dict "name" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- with $secrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "synthgate.serviceAccountName" -}}
@@ -99,13 +139,27 @@ helm.sh/chart: {{ include "synthgate.chart" .root }}
 {{- end -}}
 {{- end -}}
 
-{{/* The public base URL: config.publicUrl, else the Ingress host, else nothing. */}}
+{{/*
+The Ingress host names as a JSON list (read it with fromJsonArray): gateway.ingress.hosts,
+or the single gateway.ingress.host of earlier values.
+*/}}
+{{- define "synthgate.ingressHosts" -}}
+{{- $ingress := .Values.gateway.ingress -}}
+{{- $hosts := $ingress.hosts | default list -}}
+{{- if and (not $hosts) $ingress.host -}}
+{{- $hosts = list $ingress.host -}}
+{{- end -}}
+{{- toJson $hosts -}}
+{{- end -}}
+
+{{/* The public base URL: config.publicUrl, else the first Ingress host, else nothing. */}}
 {{- define "synthgate.publicUrl" -}}
 {{- $ingress := .Values.gateway.ingress -}}
+{{- $hosts := include "synthgate.ingressHosts" . | fromJsonArray -}}
 {{- if .Values.config.publicUrl -}}
 {{- .Values.config.publicUrl | trimSuffix "/" -}}
-{{- else if and $ingress.enabled $ingress.host -}}
-{{- printf "%s://%s" (ternary "https" "http" $ingress.tls.enabled) $ingress.host -}}
+{{- else if and $ingress.enabled $hosts -}}
+{{- printf "%s://%s" (ternary "https" "http" $ingress.tls.enabled) (first $hosts) -}}
 {{- end -}}
 {{- end -}}
 
@@ -251,13 +305,10 @@ serviceAccountName: {{ include "synthgate.serviceAccountName" . }}
 automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+{{- include "synthgate.imagePullSecrets" . }}
 {{- end -}}
 
-{{/* Volumes every synthgate pod has: a writable /tmp, the model catalog, and the local image store. */}}
+{{/* Volumes of the gateway and every worker: a writable /tmp, the model catalog, the local image store, extraVolumes. */}}
 {{- define "synthgate.volumes" -}}
 - name: tmp
   emptyDir: {}
@@ -271,8 +322,12 @@ imagePullSecrets:
   persistentVolumeClaim:
     claimName: {{ .Values.storage.local.existingClaim }}
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
+{{/* Their mounts in the main container (extraVolumeMounts last). */}}
 {{- define "synthgate.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
@@ -285,25 +340,30 @@ imagePullSecrets:
 - name: storage
   mountPath: {{ .Values.storage.local.mountPath }}
 {{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/*
 A GPU pool with the shared workers.gpu keys filled in: (dict "root" $ "pool" $entry "out" $dict).
 The result is written into "out" (a template cannot return a dict). A pool's own key
-replaces the shared one, even when false or zero; keda is merged key by key.
+replaces the shared one, even when false or zero; keda, pdb and the probes are merged key by key.
 */}}
 {{- define "synthgate.resolveGpuPool" -}}
 {{- $shared := .root.Values.workers.gpu -}}
 {{- $pool := .pool -}}
 {{- $out := .out -}}
-{{- range $key := list "device" "gpuResourceName" "replicas" "terminationGracePeriodSeconds" "shmSize" "strategy" "extraEnv" "resources" "podAnnotations" "nodeSelector" "tolerations" "affinity" "priorityClassName" -}}
+{{- range $key := list "device" "gpuResourceName" "replicas" "terminationGracePeriodSeconds" "shmSize" "strategy" "extraEnv" "resources" "podAnnotations" "nodeSelector" "tolerations" "affinity" "priorityClassName" "topologySpreadConstraints" -}}
 {{- $_ := set $out $key (ternary (get $pool $key) (get $shared $key) (hasKey $pool $key)) -}}
 {{- end -}}
-{{- $keda := deepCopy $shared.keda -}}
-{{- range $key, $value := ($pool.keda | default dict) -}}
-{{- $_ := set $keda $key $value -}}
+{{- range $key := list "keda" "pdb" "startupProbe" "livenessProbe" "readinessProbe" -}}
+{{- $merged := deepCopy (get $shared $key) -}}
+{{- range $field, $value := (get $pool $key | default dict) -}}
+{{- $_ := set $merged $field $value -}}
 {{- end -}}
-{{- $_ := set $out "keda" $keda -}}
+{{- $_ := set $out $key $merged -}}
+{{- end -}}
 {{- $_ := set $out "name" $pool.name -}}
 {{- $_ := set $out "kind" $pool.kind -}}
 {{- $_ := set $out "queue" ($pool.queue | default (printf "gpu.%s" $pool.kind)) -}}
@@ -500,4 +560,72 @@ spec:
       {{- end }}
     {{- end }}
     {{- end }}
+{{- end -}}
+
+
+{{/*
+A worker container's probes, all on its metrics port (the worker serves them next to
+/metrics): liveness on /livez (503 once its consumer loop or lease renewal has stalled),
+readiness and startup on /readyz (503 until its pipelines are loaded or its consumer is
+connected): (dict "probes" cfg) where cfg holds livenessProbe, readinessProbe and maybe
+startupProbe, each with enabled and the timings. Nothing for a probe that is off.
+*/}}
+{{- define "synthgate.workerProbes" -}}
+{{- $paths := dict "livenessProbe" "/livez" "readinessProbe" "/readyz" "startupProbe" "/readyz" -}}
+{{- range $name := list "startupProbe" "livenessProbe" "readinessProbe" }}
+{{- $probe := get $.probes $name }}
+{{- if and $probe $probe.enabled }}
+{{ $name }}:
+  httpGet:
+    path: {{ get $paths $name }}
+    port: metrics
+  {{- range $field := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" }}
+  {{- if hasKey $probe $field }}
+  {{ $field }}: {{ get $probe $field }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+topologySpreadConstraints of a pod: (dict "constraints" list "matchLabels" dict). A
+constraint without a labelSelector gets one selecting the pods it spreads (matchLabels).
+*/}}
+{{- define "synthgate.topologySpread" -}}
+{{- $constraints := list -}}
+{{- range .constraints -}}
+{{- $constraint := deepCopy . -}}
+{{- if not (hasKey $constraint "labelSelector") -}}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" $.matchLabels) -}}
+{{- end -}}
+{{- $constraints = append $constraints $constraint -}}
+{{- end -}}
+{{- with $constraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A worker pool's PodDisruptionBudget: (dict "root" $ "name" n "component" c "matchLabels"
+dict "pdb" cfg). minAvailable when set, else maxUnavailable: a node drain evicts the
+pool's pods a few at a time and never the whole pool at once.
+*/}}
+{{- define "synthgate.workerPdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "synthgate.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  {{- if not (kindIs "invalid" .pdb.minAvailable) }}
+  minAvailable: {{ .pdb.minAvailable | toJson }}
+  {{- else }}
+  maxUnavailable: {{ .pdb.maxUnavailable | toJson }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- toYaml .matchLabels | nindent 6 }}
 {{- end -}}

@@ -6,18 +6,42 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-fast lint format redis-server faketime chromium clean bench
+.PHONY: install lock run test test-fast lint format redis-server faketime chromium clean bench
+
+# The locked dependency sets (docs/development.md, "Dependencies"): the dev/test venv's (the
+# project editable with both extras, torch's CPU build), the gateway image's (no torch) and
+# the GPU image's (PyPI's CUDA torch, Ubuntu 24.04's Python 3.12). `make lock` resolves them
+# again from pyproject.toml and requirements/*.in; `make install` syncs .venv to the first.
+DEV_LOCK := requirements/dev.txt
+GATEWAY_LOCK := requirements/gateway.txt
+GPU_LOCK := requirements/gpu-worker.txt
+# uv reads no pip configuration: it gets pip's find-links, where torch's CPU build lies on
+# the CI machines (elsewhere: UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu).
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_ENV := $(if $(strip $(FIND_LINKS)),UV_FIND_LINKS='$(strip $(FIND_LINKS))')
+UV := $(UV_ENV) $(BIN)/uv
+# The uv the dev lock names, bootstrapped into .venv with pip.
+UV_PIN := $(shell grep -m1 -o '^uv==[^ ]*' $(DEV_LOCK))
+# Options for uv pip compile, e.g. LOCK_ARGS=--upgrade or LOCK_ARGS='--upgrade-package fastapi'.
+LOCK_ARGS ?=
+COMPILE := $(UV) pip compile --quiet --generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(BIN)/uv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned exactly: an unpinned torch, or diffusers pulling one in,
-	# downloads gigabytes of CUDA wheels.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[diffusers,dev]'
+	$(BIN)/python -m pip install --quiet '$(UV_PIN)'
+
+# Exactly the dev lock: uv installs what it names and removes everything else.
+$(STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/uv
+	$(UV) pip sync --quiet --python $(BIN)/python $(DEV_LOCK)
 	touch $@
+
+lock: | $(BIN)/uv
+	$(COMPILE) --universal --python-version 3.11 requirements/dev.in -o $(DEV_LOCK)
+	$(COMPILE) --universal --python-version 3.11 pyproject.toml -o $(GATEWAY_LOCK)
+	$(COMPILE) --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+	  --extra diffusers pyproject.toml requirements/gpu-worker.in -o $(GPU_LOCK)
 
 # redis-server from Debian's packages when the binary is missing.
 redis-server:

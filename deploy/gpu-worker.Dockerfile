@@ -2,10 +2,10 @@
 # The GPU worker image: `synthgate worker` with torch and diffusers on the CUDA runtime.
 # Build from the repository root:
 #   docker build -f deploy/gpu-worker.Dockerfile -t synthgate-gpu:0.1.0 .
-# TORCH_VERSION matches the Makefile's pin, the version the test suite runs.
+# The packages are requirements/gpu-worker.txt's, exactly (`make lock`): PyPI's CUDA build of
+# the torch the test suite runs as a CPU build (requirements/*.in), resolved for Python 3.12.
 
 FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04 AS build
-ARG TORCH_VERSION=2.13.0
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -14,16 +14,19 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
-# torch first and pinned exactly: diffusers must not pull an unpinned build of its own.
+# The locked set first (torch and the CUDA libraries: a layer that changes only with the lock),
+# every file checked against its hash; then the project alone, so that nothing unlocked comes in.
+COPY requirements/gpu-worker.txt /src/requirements/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install "torch==${TORCH_VERSION}"
+    && /opt/venv/bin/pip install --require-hashes --no-deps -r /src/requirements/gpu-worker.txt
 COPY pyproject.toml README.md /src/
 COPY taskcore /src/taskcore
 COPY gateway /src/gateway
 COPY workers /src/workers
 COPY synthgate /src/synthgate
 COPY simulator /src/simulator
-RUN /opt/venv/bin/pip install "/src[diffusers]"
+RUN /opt/venv/bin/pip install --no-deps /src \
+    && /opt/venv/bin/pip check
 
 FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04
 ENV DEBIAN_FRONTEND=noninteractive

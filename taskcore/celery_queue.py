@@ -8,6 +8,7 @@ import random
 import uuid
 from typing import Any
 
+import orjson
 from celery import Celery
 from kombu import serialization
 from kombu.utils import json
@@ -85,6 +86,15 @@ def generate_message(celery: Celery, task_id: str, queue: str) -> bytes:
     }
     encoded: str = json.dumps(envelope)  # type: ignore[no-untyped-call]
     return encoded.encode()
+
+
+def task_id_of(message: bytes | str) -> str:
+    """The task id in a ``synthgate.generate`` message, as its consumers read it without
+    Celery (the upstream worker): the first argument in the protocol-2 body, a base64 JSON
+    ``[args, kwargs, embed]``."""
+    envelope = orjson.loads(message)
+    args, _kwargs, _embed = orjson.loads(base64.b64decode(envelope["body"]))
+    return str(args[0])
 
 
 class TaskMessages:

@@ -22,17 +22,16 @@ once, so other workers take them over without waiting a lease).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import signal
 import threading
 from collections.abc import Callable
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
+from taskcore.celery_queue import task_id_of
 from taskcore.logs import log_context
 from taskcore.settings import Settings
 from taskcore.store.async_worker import AsyncWorkerTaskStore
@@ -59,13 +58,6 @@ _POP_TIMEOUT_SECONDS = 1  # how often an idle consumer looks at its stop flag
 _IDLE_SECONDS = 0.1  # how often a worker with room looks for tasks while none can be taken
 _POP_BATCH = 64  # messages taken in one round trip, at most
 _COPY_GRACE_SECONDS = 0.5  # see _Progress
-
-
-def task_id_of(envelope: bytes | str) -> str:
-    """The task id in a ``synthgate.generate`` message (see ``taskcore.celery_queue``)."""
-    message = orjson.loads(envelope)
-    args, _kwargs, _embed = orjson.loads(base64.b64decode(message["body"]))
-    return str(args[0])
 
 
 class UpstreamWorker:

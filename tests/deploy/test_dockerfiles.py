@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from fixtures.locks import LOCKS, locked_names, read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -103,20 +104,45 @@ def test_gateway_image_checks_healthz_and_has_no_torch() -> None:
     assert values_of(stage, "CMD") == ['["serve"]']
     assert "SYNTHGATE_HOST=0.0.0.0" in " ".join(values_of(stage, "ENV"))
     runs = " ".join(values_of(instructions("gateway"), "RUN"))
-    assert "/opt/venv/bin/pip install /src" in runs  # the project without the [diffusers] extra
     assert "torch" not in runs and "diffusers" not in runs
+    locked = locked_names(LOCKS["gateway"])
+    assert "fastapi" in locked and "celery" in locked
+    assert not {"torch", "diffusers", "transformers"} & locked
+    assert not {name for name in locked if name.startswith(("nvidia-", "cuda-"))}
 
 
 def test_gpu_image_installs_the_torch_the_test_suite_runs() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    (pinned,) = re.findall(r"torch==([\w.+]+)", makefile)
-    assert f"TORCH_VERSION={pinned}" in values_of(instructions("gpu-worker"), "ARG")
-    runs = " ".join(values_of(instructions("gpu-worker"), "RUN"))
-    # torch before the project, so diffusers cannot pull a build of its own.
-    assert runs.index('"torch==${TORCH_VERSION}"') < runs.index('"/src[diffusers]"')
+    # The tests run torch's CPU build (the dev lock); the image gets PyPI's CUDA build of the
+    # same release, with diffusers, from its own lock.
+    (tested,) = re.findall(r"^torch==([\w.]+)\+cpu ", LOCKS["dev"].read_text(), re.M)
+    (shipped,) = re.findall(r"^torch==([\w.+]+) ", LOCKS["gpu-worker"].read_text(), re.M)
+    assert shipped == tested
+    assert {"diffusers", "transformers", "fastapi", "celery"} <= locked_names(LOCKS["gpu-worker"])
     stage = final_stage("gpu-worker")
     assert values_of(stage, "HEALTHCHECK") == ["NONE"]
     assert values_of(stage, "CMD") == ['["worker"]']
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_image_installs_exactly_its_lock_then_the_project_alone(name: str) -> None:
+    lock = f"requirements/{name}.txt"
+    steps = instructions(name)
+    build = steps[: len(steps) - len(final_stage(name))]
+    assert ("COPY", f"{lock} /src/requirements/") in build
+    runs = [
+        value for kind, value in build if kind == "RUN" and "/opt/venv/bin/pip install" in value
+    ]
+    # Every file checked against the lock's hashes, and no resolver pulling anything else in.
+    assert len(runs) == 2, runs
+    locked, project = runs
+    assert f"/opt/venv/bin/pip install --require-hashes --no-deps -r /src/{lock}" in locked
+    assert "/opt/venv/bin/pip install --no-deps /src " in project + " "
+    assert "/opt/venv/bin/pip check" in project
+    # The lock is installed before the sources are copied: a code change reuses its layer.
+    first_source = min(i for i, (kind, value) in enumerate(build) if value.startswith("taskcore "))
+    assert build.index(("RUN", locked)) < first_source
+    # Every package the lock names comes with its hashes (pip refuses the lock otherwise).
+    assert all(pin.hashes for pin in read_lock(LOCKS[name]))
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))

@@ -51,6 +51,7 @@ def test_it_covers_throughput_latency_queues_errors_and_tenants(dashboard: dict[
         )
         assert re.search(p95, exprs), histogram  # latency percentiles
     assert "synthgate_queue_depth" in exprs and "synthgate_queue_oldest_age_seconds" in exprs
+    assert "synthgate_webhooks_due" in exprs and "synthgate_webhooks_oldest_due_seconds" in exprs
     assert 'code=~"4..|5.."' in exprs and "sum by (op, code)" in exprs  # errors by code
     assert "sum by (tenant)" in exprs and "synthgate_rejections_total" in exprs  # tenants
 

@@ -73,6 +73,13 @@ def test_a_task_moves_gateway_metrics_by_exactly_what_the_client_did(
     assert after.value("synthgate_redis_up") == 1
     assert after.value("synthgate_queue_depth", pool="gpu.sdxl") == 0
     assert after.value("synthgate_pool_workers", pool="gpu.sdxl") >= 1
+    # The webhook backlog, read from the due set with the pool gauges (whatever it holds now).
+    for gauge in (
+        "synthgate_webhooks_pending",
+        "synthgate_webhooks_due",
+        "synthgate_webhooks_oldest_due_seconds",
+    ):
+        assert (gauge, frozenset()) in after.samples, gauge
 
 
 def test_a_task_moves_worker_metrics_by_its_images_steps_and_uploads(stack: Stack) -> None:

@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     _catalog: Catalog = PrivateAttr()
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel (docs/reliability.md): with sentinels set, every client asks them for
+    # the primary of ``redis_sentinel_master`` and follows a failover; the password, user,
+    # database and TLS still come from ``redis_url`` (its host and port are then unused).
+    redis_sentinels: str = ""  # host:port,host:port,...
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own password
+    # Writes that would lose a task if they vanished with a failed primary (submit, claim,
+    # finish) wait for this many replicas to confirm (WAIT); -1: 1 with sentinels, else 0.
+    redis_min_replicas: int = Field(default=-1, ge=-1, le=16)
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Processes `synthgate serve` runs the gateway in (uvicorn workers; bench/README.md).
@@ -250,6 +260,40 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_list(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port (a comma-separated list of them)")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_master_named(self) -> Settings:
+        if self.redis_sentinels.strip() and not self.redis_sentinel_master:
+            raise ValueError(
+                "SYNTHGATE_REDIS_SENTINELS is set but SYNTHGATE_REDIS_SENTINEL_MASTER is not: "
+                "name the primary the sentinels watch"
+            )
+        return self
+
+    @property
+    def sentinel_hosts(self) -> list[tuple[str, int]]:
+        """The sentinels as (host, port) pairs; empty when Redis is reached by URL."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in self.redis_sentinels.split(","))):
+            host, _, port = item.rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
+
+    @property
+    def redis_replicas_to_wait(self) -> int:
+        """Replicas a task-keeping write waits for (``redis_min_replicas`` resolved)."""
+        if self.redis_min_replicas >= 0:
+            return self.redis_min_replicas
+        return 1 if self.sentinel_hosts else 0
 
     @field_validator("public_url", "s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod

@@ -117,7 +117,11 @@ def test_the_override_points_every_synthgate_service_at_the_sentinels(
         assert override[name]["depends_on"] == dict.fromkeys(SENTINELS, healthy), name
     for variable, value in override["gateway"]["environment"].items():
         monkeypatch.setenv(variable, value)
-    assert Settings.from_env().redis_url == "redis://synthgate:6379/0"
+    settings = Settings.from_env()
+    assert settings.redis_url == "redis://synthgate:6379/0"
+    assert settings.sentinel_hosts == [(sentinel, 26379) for sentinel in SENTINELS]
+    assert settings.redis_sentinel_master == master
+    assert settings.redis_replicas_to_wait == 1
 
 
 class _Servers:

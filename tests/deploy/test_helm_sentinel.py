@@ -31,6 +31,8 @@ from test_helm_chart import (
     triggered_pools,
 )
 
+from taskcore.redis_connect import celery_broker
+
 CI_VALUES = CHART_DIR / "ci" / "sentinel-values.yaml"
 GPU = "sg-synthgate-worker-gpu-sdxl"
 KEDA_AUTH = "sg-synthgate-keda-redis"
@@ -90,7 +92,7 @@ def test_every_pod_that_talks_to_redis_gets_the_sentinels(ci: Rendered) -> None:
         assert variables["SYNTHGATE_REDIS_SENTINELS"] == ",".join(HOSTS), where
         assert variables["SYNTHGATE_REDIS_SENTINEL_MASTER"] == "mymaster", where
         assert variables["SYNTHGATE_REDIS_MIN_REPLICAS"] == "1", where
-        assert variables["SYNTHGATE_REDIS_WAIT_TIMEOUT_MS"] == "500", where
+        assert variables["SYNTHGATE_REDIS_WAIT_TIMEOUT_MS"] == "250", where
         # The data password reaches the URL the application reads; the host is ignored.
         assert variables["SYNTHGATE_REDIS_URL"] == f"redis://:{PASSWORD}@mymaster:6379/0"
         assert variables["SYNTHGATE_REDIS_SENTINEL_PASSWORD"] == PASSWORD, where
@@ -117,6 +119,15 @@ def test_the_application_reads_the_url_the_chart_builds(
     for workload in (GATEWAY, UPSTREAM):
         settings = app_settings(ci, workload, OPERATOR_SECRETS, tmp_path, monkeypatch)
         assert settings.redis_url == f"redis://:{PASSWORD}@mymaster:6379/0", workload
+        assert settings.sentinel_hosts == [(host.rpartition(":")[0], 26379) for host in HOSTS]
+        assert settings.redis_sentinel_master == "mymaster"
+        assert settings.redis_sentinel_password is not None
+        assert settings.redis_sentinel_password.get_secret_value() == PASSWORD
+        assert (settings.redis_replicas_to_wait, settings.redis_wait_timeout_ms) == (1, 250)
+        # Every client is built from these (taskcore.redis_connect): the broker included.
+        broker, options = celery_broker(settings)
+        assert broker.split(";")[0] == f"sentinel://:{PASSWORD}@{HOSTS[0]}/0"
+        assert options["master_name"] == "mymaster"
 
 
 def test_database_tls_and_no_password_shape_the_url() -> None:

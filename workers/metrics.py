@@ -51,8 +51,8 @@ IMAGES = Counter(
 )
 QUEUE_WAIT = Histogram(
     "synthgate_worker_queue_wait_seconds",
-    "From submit to the first start of a task, by model and backend.",
-    ["model", "backend"],
+    "From submit to the first start of a task, by pool, model and backend.",
+    ["pool", "model", "backend"],
     buckets=_WAIT_BUCKETS,
 )
 RUN_TIME = Histogram(
@@ -150,7 +150,7 @@ def task_running(claim: Claim) -> Iterator[float]:
     TASKS_STARTED.labels(claim.pool, model).inc()
     if claim.attempts == 1:  # a redelivery waited for the broker, not in the queue
         wait = max(0.0, (claim.scheduled_ms - claim.submit_ms) / 1000)
-        QUEUE_WAIT.labels(model, backend).observe(wait)
+        QUEUE_WAIT.labels(claim.pool, model, backend).observe(wait)
     with TASKS_RUNNING.labels(claim.pool).track_inprogress():
         yield time.perf_counter()
 

@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.operations.pool_stats import AccountStats, PoolStats
+from gateway.operations.webhook_stats import WebhookStats
 from taskcore.logs import context_value, log_context
 
 log = logging.getLogger("synthgate.gateway.access")
@@ -221,10 +222,41 @@ class _AccountCollector:
         yield from (running, limit, waiting)
 
 
-def render(stats: Iterable[PoolStats] | None, accounts: Iterable[AccountStats] = ()) -> bytes:
-    """The exposition text: recorded metrics plus the pool gauges (None: Redis is down) and
-    the DashScope accounts' gauges."""
+class _WebhookCollector:
+    """The webhook deliveries still to make, those due and not taken, and the oldest's wait."""
+
+    def __init__(self, stats: WebhookStats | None) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        if self._stats is None:
+            return
+        yield GaugeMetricFamily(
+            "synthgate_webhooks_pending",
+            "Webhook deliveries not made yet: due, being delivered, or waiting for a retry.",
+            value=float(self._stats.pending),
+        )
+        yield GaugeMetricFamily(
+            "synthgate_webhooks_due",
+            "Webhook deliveries due now that no worker has taken (the backlog).",
+            value=float(self._stats.due),
+        )
+        yield GaugeMetricFamily(
+            "synthgate_webhooks_oldest_due_seconds",
+            "How long the earliest due webhook delivery has been due (0: none is).",
+            value=self._stats.oldest_due_seconds,
+        )
+
+
+def render(
+    stats: Iterable[PoolStats] | None,
+    accounts: Iterable[AccountStats] = (),
+    webhooks: WebhookStats | None = None,
+) -> bytes:
+    """The exposition text: recorded metrics plus the pool gauges (None: Redis is down),
+    the DashScope accounts' gauges and the webhook backlog's (None: left out)."""
     pools = CollectorRegistry(auto_describe=False)
     pools.register(_PoolCollector(stats))
     pools.register(_AccountCollector(accounts))
+    pools.register(_WebhookCollector(webhooks))
     return generate_latest(_registry()) + generate_latest(pools)

@@ -19,6 +19,7 @@ from gateway.operations.pool_stats import (
     pool_stats,
     routed_pools,
 )
+from gateway.operations.webhook_stats import WebhookStats, webhook_stats
 
 router = APIRouter()
 
@@ -32,14 +33,16 @@ REDIS_TIMEOUT_SECONDS = 2.0
 async def metrics(request: Request) -> Response:
     stats: list[PoolStats] | None
     accounts: list[AccountStats] = []
+    webhooks: WebhookStats | None = None
     settings, client = request.app.state.settings, request.app.state.redis
     try:
         async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
             stats = await pool_stats(client, routed_pools(settings))
             accounts = await account_stats(client, settings.catalog)
+            webhooks = await webhook_stats(client)
     except (redis.RedisError, OSError, TimeoutError) as exc:
         log.debug("metrics: pool gauges left out, Redis did not answer: %s", exc)
         stats = None
     # Rendering reads every process's files in multiprocess mode: off the event loop.
-    body = await run_in_threadpool(render, stats, accounts)
+    body = await run_in_threadpool(render, stats, accounts, webhooks)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

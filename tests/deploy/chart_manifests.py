@@ -616,6 +616,56 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ),
 }
 
+# The PrometheusRule (monitoring.coreos.com/v1), as Prometheus Operator's CRD defines it.
+CRD_SCHEMAS[("monitoring.coreos.com/v1", "PrometheusRule")] = _crd(
+    "monitoring.coreos.com/v1",
+    "PrometheusRule",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["groups"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "rules"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "rules": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["alert", "expr"],
+                                "properties": {
+                                    "alert": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                    },
+                                    "expr": {"type": "string", "minLength": 1},
+                                    "for": _DURATION,
+                                    "labels": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                    "annotations": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+)
+
 
 def validate_manifest(manifest: Manifest, kube_version: str) -> None:
     """Raise when ``manifest`` does not match its Kubernetes or CRD schema."""

@@ -73,6 +73,13 @@ def test_a_task_moves_gateway_metrics_by_exactly_what_the_client_did(
     assert after.value("synthgate_redis_up") == 1
     assert after.value("synthgate_queue_depth", pool="gpu.sdxl") == 0
     assert after.value("synthgate_pool_workers", pool="gpu.sdxl") >= 1
+    # The webhook backlog, read from the due set with the pool gauges (whatever it holds now).
+    for gauge in (
+        "synthgate_webhooks_pending",
+        "synthgate_webhooks_due",
+        "synthgate_webhooks_oldest_due_seconds",
+    ):
+        assert (gauge, frozenset()) in after.samples, gauge
 
 
 def test_a_task_moves_worker_metrics_by_its_images_steps_and_uploads(stack: Stack) -> None:
@@ -101,9 +108,13 @@ def test_a_task_moves_worker_metrics_by_its_images_steps_and_uploads(stack: Stac
     assert after.delta(before, "synthgate_worker_tasks_finished_total", **finished) == 1
     images = {**by_model, "outcome": "succeeded", "code": "none"}
     assert after.delta(before, "synthgate_worker_images_total", **images) == 2
-    for histogram in ("synthgate_worker_queue_wait_seconds", "synthgate_worker_task_run_seconds"):
-        assert after.delta(before, f"{histogram}_count", **by_model) == 1
-        assert 0 <= after.delta(before, f"{histogram}_sum", **by_model) <= wall
+    waited = {**by_model, "pool": "gpu.sdxl"}
+    for histogram, labels in (
+        ("synthgate_worker_queue_wait_seconds", waited),
+        ("synthgate_worker_task_run_seconds", by_model),
+    ):
+        assert after.delta(before, f"{histogram}_count", **labels) == 1
+        assert 0 <= after.delta(before, f"{histogram}_sum", **labels) <= wall
     # One batched call of 3 Euler steps: the 2 steps after the first are timed.
     assert after.delta(before, "synthgate_worker_diffusion_step_seconds_count", model=XL) == 2
     assert (

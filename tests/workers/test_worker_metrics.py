@@ -91,6 +91,8 @@ def test_tasks_and_images_are_counted_by_outcome_and_code(redis_url: str, tmp_pa
         "tasks ok": (tasks, {**on_pool, "status": "SUCCEEDED", "code": "none"}),
         "tasks failed": (tasks, {**on_pool, "status": "FAILED", "code": "InternalError.Upstream"}),
         "runs": ("synthgate_worker_task_run_seconds_count", by_model),
+        # The pool's queue wait, which the chart's alert takes the 95th percentile of.
+        "waits": ("synthgate_worker_queue_wait_seconds_count", {**by_model, "pool": "gpu.sdxl"}),
     }
     before = {name: _value(metric, **labels) for name, (metric, labels) in series.items()}
 
@@ -109,6 +111,7 @@ def test_tasks_and_images_are_counted_by_outcome_and_code(redis_url: str, tmp_pa
         "tasks ok": 1,
         "tasks failed": 1,
         "runs": 2,
+        "waits": 2,
     }
     assert _value("synthgate_worker_tasks_running", pool="gpu.sdxl") == 0
 

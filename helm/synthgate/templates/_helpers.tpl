@@ -228,16 +228,7 @@ calls DashScope); the admin token goes to the gateway alone.
 {{- define "synthgate.secretEnv" -}}
 {{- $root := .root -}}
 {{- $chartSecret := include "synthgate.secretName" $root -}}
-- name: SYNTHGATE_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      {{- if and $root.Values.externalRedis.existingSecret (not $root.Values.redis.enabled) }}
-      name: {{ $root.Values.externalRedis.existingSecret }}
-      key: {{ $root.Values.externalRedis.existingSecretKey }}
-      {{- else }}
-      name: {{ $chartSecret }}
-      key: redis-url
-      {{- end }}
+{{- include "synthgate.redisEnv" $root | trim }}
 {{- if include "synthgate.s3CredentialsSet" $root }}
 {{- $s3 := $root.Values.storage.s3 }}
 - name: AWS_ACCESS_KEY_ID
@@ -448,6 +439,9 @@ enableTLS, and the Secret keys of the password and username ("passwordName"/"pas
 is qualified with the release namespace.
 */}}
 {{- define "synthgate.resolveKedaRedis" -}}
+{{- if include "synthgate.sentinelEnabled" .root -}}
+{{- include "synthgate.resolveKedaRedisSentinel" . -}}
+{{- else -}}
 {{- $root := .root -}}
 {{- $out := .out -}}
 {{- $cfg := $root.Values.keda.redis -}}
@@ -495,6 +489,7 @@ is qualified with the release namespace.
 {{- $_ := set $out "address" (required "keda.redis.address is required when a worker uses KEDA with externalRedis.existingSecret" $address) -}}
 {{- $_ := set $out "databaseIndex" (int $db) -}}
 {{- $_ := set $out "enableTLS" $tls -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The user and password in externalRedis.url, for KEDA: (dict "root" $ "part" 0|1). */}}
@@ -546,15 +541,22 @@ spec:
   triggers:
     {{- range $queue := .queues }}
     {{- range $list := list $queue (printf "synthgate:pool:%s:backlog" $queue) }}
+    {{- if $redis.sentinelMaster }}
+    - type: redis-sentinel
+      metadata:
+        addresses: {{ $redis.sentinelAddresses | quote }}
+        sentinelMaster: {{ $redis.sentinelMaster | quote }}
+    {{- else }}
     - type: redis
       metadata:
         address: {{ $redis.address | quote }}
+    {{- end }}
         listName: {{ $list | quote }}
         listLength: {{ $keda.listLength | quote }}
         activationListLength: {{ $keda.activationListLength | quote }}
         databaseIndex: {{ $redis.databaseIndex | quote }}
         enableTLS: {{ $redis.enableTLS | quote }}
-      {{- if $redis.passwordName }}
+      {{- if or $redis.passwordName $redis.sentinelPasswordName }}
       authenticationRef:
         name: {{ include "synthgate.kedaAuthName" $root }}
       {{- end }}

@@ -73,11 +73,14 @@ def worker(settings: Settings) -> None:
     from workers.metrics_http import serve_worker_metrics
 
     serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
+    from taskcore.redis_startup import wait_until_usable
     from workers.celery_app import create_worker_app, worker_argv
     from workers.runtime import served_queues
     from workers.storage import check_storage
 
     check_storage(settings)
+    # Redis away or unusable: one line now and then, no traceback, no crash loop.
+    wait_until_usable(settings, "the worker")
     hostname = f"synthgate@{socket.gethostname()}-{os.getpid()}"
     queues = served_queues(settings)
     if queues and all(is_upstream_pool(queue) for queue in queues):

@@ -1,5 +1,8 @@
 """Readiness checks: Redis answers, storage answers, every routed pool has a live worker.
 
+Until the gateway's start-up is done (gateway/edge/startup.py: Redis away, or failing a
+start-up check), the ``redis`` check gives what the start-up waits for.
+
 Each check gives ``"ok"`` or what is wrong. ``/readyz?exclude=NAME`` leaves checks out,
 as Kubernetes' own ``/readyz`` does: a gateway's readiness probe excludes ``workers``,
 since an idle pool scaled to zero (KEDA) would otherwise take every gateway out of the

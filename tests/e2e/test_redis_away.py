@@ -180,3 +180,40 @@ def test_an_outage_after_the_start_is_ridden_out_without_spinning(away: Away) ->
         15,
         "the upstream worker's line that Redis is back",
     )
+
+
+def test_a_gateway_on_an_evicting_redis_stays_unready_until_it_is_fixed(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    redis.client().config_set("maxmemory-policy", "allkeys-lru")
+    port = free_port()
+    env = {
+        "SYNTHGATE_REDIS_URL": redis.url,
+        "SYNTHGATE_PORT": str(port),
+        "SYNTHGATE_STORAGE_DIR": str(tmp_path / "storage"),
+    }
+    gateway = SynthgateProcess("serve", env, tmp_path / "gateway.log")
+    gateway.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base_url}/healthz", gateway)
+        ready = httpx.get(f"{base_url}/readyz?exclude=workers", timeout=10)
+        assert ready.status_code == 503
+        reason = ready.json()["checks"]["redis"]
+        assert "is not usable: maxmemory-policy is allkeys-lru" in reason, reason
+        assert "CONFIG SET maxmemory-policy noeviction" in reason
+        refused = httpx.post(f"{base_url}/api/v1{SUBMIT}", json=body(), timeout=10)
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        [line] = [m for m in _messages(gateway) if "is not usable" in m]
+        assert f"SYNTHGATE_REDIS_URL={redis.url}" in line
+        redis.client().config_set("maxmemory-policy", "noeviction")  # no restart needed
+        wait_until(
+            lambda: httpx.get(f"{base_url}/readyz?exclude=workers", timeout=10).status_code == 200,
+            15,
+            "/readyz 200 once the policy is noeviction",
+        )
+        assert "Traceback" not in gateway.log_text()
+    finally:
+        stop_all([gateway])
+        redis.stop()

@@ -97,8 +97,7 @@ class OutageReport:
         """Redis did not answer; ``waiting`` says what waits for it."""
         self.trouble(
             type(exc).__name__,
-            f"Redis unreachable at {self.target}: {_error_text(exc)}; {waiting}, "
-            f"retrying with backoff (at most {BACKOFF.max_seconds:g} s apart)",
+            f"Redis unreachable at {self.target}: {_error_text(exc)}; {waiting}",
         )
 
     def over(self, say: bool = True) -> float | None:
@@ -157,7 +156,7 @@ class RedisAway:
         if not isinstance(exc, AWAY_ERRORS):
             return False
         self._failures += 1
-        self._report.away(exc, self._waiting)
+        self._report.away(exc, f"{self._waiting}, retrying")
         return True
 
     def answered(self) -> None:
@@ -260,7 +259,11 @@ class StartupWait:
         """Redis did not answer ``INFO``: the seconds to wait before the next try."""
         self.failures += 1
         self.problem = f"Redis unreachable at {self.report.target}: {_error_text(exc)}"
-        self.report.away(exc, f"{self.who} waits for it")
+        self.report.away(
+            exc,
+            f"{self.who} waits for it, retrying with backoff "
+            f"(at most {BACKOFF.max_seconds:g} s apart)",
+        )
         return BACKOFF.delay(self.failures)
 
     def answered(self, info: Mapping[str, Any]) -> float | None:

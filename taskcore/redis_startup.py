@@ -96,7 +96,7 @@ class OutageReport:
     def away(self, exc: BaseException, waiting: str) -> None:
         """Redis did not answer; ``waiting`` says what waits for it."""
         self.trouble(
-            type(exc).__name__,
+            "away",  # refused, then timing out, is one outage: no new line for each kind
             f"Redis unreachable at {self.target}: {_error_text(exc)}; {waiting}",
         )
 

@@ -73,11 +73,17 @@ def worker(settings: Settings) -> None:
     from workers.metrics_http import serve_worker_metrics
 
     serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
+    from taskcore.redis_startup import wait_until_usable
     from workers.celery_app import create_worker_app, worker_argv
     from workers.runtime import served_queues
     from workers.storage import check_storage
 
     check_storage(settings)
+    # Redis away or unusable: one line now and then, no traceback, no crash loop. SIGTERM
+    # meanwhile exits at once, through the exit hooks (the metrics folder is removed);
+    # Celery and the upstream worker put their own handlers in place after the wait.
+    signal.signal(signal.SIGTERM, _exit_now)
+    wait_until_usable(settings, "the worker")
     hostname = f"synthgate@{socket.gethostname()}-{os.getpid()}"
     queues = served_queues(settings)
     if queues and all(is_upstream_pool(queue) for queue in queues):
@@ -87,6 +93,10 @@ def worker(settings: Settings) -> None:
         return
     app = create_worker_app(settings)
     app.worker_main(worker_argv(settings, hostname))
+
+
+def _exit_now(*_: object) -> None:
+    raise SystemExit(0)
 
 
 def run(settings: Settings) -> None:

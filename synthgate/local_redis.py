@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from taskcore.redis_connect import redact_url
+
 log = logging.getLogger("synthgate")
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -24,12 +26,15 @@ def _answers(url: str) -> bool:
 
 
 def ensure_redis(url: str, data_dir: Path = Path("var/redis")) -> subprocess.Popen[bytes] | None:
-    """Return None if Redis answers at ``url``; else start ``redis-server`` there and return it."""
+    """Start ``redis-server`` at ``url`` and return it when nothing answers there and the
+    URL is local; else None (a remote Redis that does not answer yet is waited for)."""
     if _answers(url):
         return None
     parts = urlsplit(url)
     if parts.scheme != "redis" or (parts.hostname or "") not in _LOCAL_HOSTS:
-        raise SystemExit(f"synthgate: no Redis answers at {url}, and it is not local to start one")
+        # Not ours to start: the gateway and the workers wait for it (taskcore/redis_startup.py).
+        log.warning("no Redis answers at %s yet, and it is not local to start one", redact_url(url))
+        return None
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(

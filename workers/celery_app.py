@@ -27,6 +27,10 @@ def create_worker_app(settings: Settings) -> Celery:
     app = create_celery(settings)
     # Loading a pipeline in a new pool process takes far longer than Celery's 4 s default.
     app.conf.worker_proc_alive_timeout = 600
+    # Redis away while running: the consumer reconnects 2 s, 4 s ... 30 s apart (kombu's
+    # steps) for as long as it takes, instead of exiting after Celery's default 100 tries.
+    # (At start-up, `synthgate worker` waited for Redis already: taskcore/redis_startup.py.)
+    app.conf.broker_connection_max_retries = None
     queues = served_queues(settings)
     run_with_celery_worker(worker_services(settings, queues))
     # A receiver tells Celery that logging is configured (taskcore.logs): it then adds no

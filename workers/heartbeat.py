@@ -14,6 +14,7 @@ import time
 import redis
 
 from taskcore import redis_keys
+from taskcore.redis_startup import RedisAway
 
 log = logging.getLogger("synthgate.worker")
 
@@ -40,6 +41,8 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
+        # No backoff here: a beat is due as soon as Redis is back, or the pool looks dead.
+        away = RedisAway(None, "the heartbeat waits for it")
         while not self._stop.is_set():
             now = time.time() * 1000
             try:
@@ -48,8 +51,10 @@ class Heartbeat:
                         pipe.zadd(key, {self._hostname: now + self._interval * 3000})
                         pipe.zremrangebyscore(key, "-inf", now - 3_600_000)  # long-dead workers
                     pipe.execute()
+                away.answered()
             except redis.RedisError as exc:  # Redis restarting: keep beating, it comes back
-                log.warning("heartbeat failed: %s", exc)
+                if not away.failed(exc):
+                    log.warning("heartbeat failed: %s", exc)
             self._stop.wait(self._interval)
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import redis
 
+from taskcore.redis_startup import RedisAway
 from taskcore.store.worker import WorkerTaskStore
 
 log = logging.getLogger("synthgate.worker")
@@ -62,8 +63,12 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         stop = threading.Event()
+        away = RedisAway(None, "lease renewals wait for it")  # no backoff: leases run out
         while not stop.wait(self._interval):
             try:
                 self.renew_now()
+                if self._held:  # else Redis was not asked
+                    away.answered()
             except redis.RedisError as exc:  # Redis restarting: renew on the next beat
-                log.warning("could not renew leases: %s", exc)
+                if not away.failed(exc):
+                    log.warning("could not renew leases: %s", exc)

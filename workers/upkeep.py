@@ -16,6 +16,7 @@ import redis
 
 from taskcore.fairqueue import PoolFeeder
 from taskcore.reaper import Reaper, ReaperTerms
+from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
 
 log = logging.getLogger("synthgate.worker")
@@ -34,6 +35,7 @@ class Upkeep:
         self._reap_interval = settings.reap_interval_seconds
         self._lease_seconds = settings.lease_seconds
         self._last_error = float("-inf")  # when a tick last failed on Redis
+        self._away = RedisAway(settings, "feeding and reaping wait for it")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="synthgate-upkeep", daemon=True)
 
@@ -49,10 +51,12 @@ class Upkeep:
                     self._reap()
                 for pool in self._pools:
                     self._feeder.feed(pool)
+                self._away.answered()
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 self._last_error = time.monotonic()
-                log.warning("upkeep failed: %s", exc)
-            self._stop.wait(self._feed_interval)
+                if not self._away.failed(exc):  # away: said once now and then, backing off
+                    log.warning("upkeep failed: %s", exc)
+            self._stop.wait(self._away.pause(self._feed_interval))
 
     def _reap(self) -> None:
         # Leases held by workers that were cut off from Redis with this one are renewed within

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from taskcore.celery_queue import task_id_of
 from taskcore.logs import log_context
+from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
 from taskcore.store.async_worker import AsyncWorkerTaskStore
 from taskcore.store.claims import Claim
@@ -134,6 +135,7 @@ class UpstreamWorker:
         a burst of tasks ends at once, one message per round trip would start their
         successors one loop turn apart), or wait for one while the queue is empty."""
         limit = self._settings.upstream_max_inflight
+        away = RedisAway(self._settings, "the upstream worker takes no task")
         freed = asyncio.Event()
         upstream = 0  # tasks not done with the upstream yet: what the limit counts
         log.info("upstream worker: up to %d tasks in flight", limit)
@@ -159,9 +161,11 @@ class UpstreamWorker:
                 continue
             try:
                 taken = await self._take(slots, min(free, _POP_BATCH))
+                away.answered()
             except redis.RedisError as exc:  # Redis restarting: the reaper keeps tasks safe
-                log.warning("upstream worker: cannot take tasks: %s", exc)
-                await asyncio.sleep(1)
+                if not away.failed(exc):  # away: said once now and then, backing off
+                    log.warning("upstream worker: cannot take tasks: %s", exc)
+                await self._rest(away.pause(1.0))
                 continue
             if not taken:  # nothing waits, or every account is full: look again soon
                 freed.clear()
@@ -178,6 +182,15 @@ class UpstreamWorker:
                 )
                 running.add(task)
                 task.add_done_callback(done)
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleep ``seconds``, looking at the stop flag each second."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping.is_set():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, _POP_TIMEOUT_SECONDS))
 
     def _ended_upstream(
         self, slots: AccountSlots, task_id: str, account: str, model: str
@@ -232,13 +245,18 @@ class UpstreamWorker:
 
     async def _renew_forever(self, store: AsyncWorkerTaskStore) -> None:
         interval = self._settings.lease_seconds / 4
+        away = RedisAway(self._settings, "lease renewals wait for it")  # no backoff: leases
         while True:
             await asyncio.sleep(interval)
             try:
-                lost = await store.renew(sorted(self._held))
+                held = sorted(self._held)
+                lost = await store.renew(held)
                 lost = [task_id for task_id in lost if task_id in self._held]  # not just ended
+                if held:  # else Redis was not asked
+                    away.answered()
             except redis.RedisError as exc:
-                log.warning("could not renew leases: %s", exc)
+                if not away.failed(exc):
+                    log.warning("could not renew leases: %s", exc)
                 continue
             if lost:
                 log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))

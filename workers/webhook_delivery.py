@@ -45,6 +45,7 @@ from taskcore.clock import now_ms
 from taskcore.image_urls import ImageUrls
 from taskcore.logs import log_context
 from taskcore.records import TaskRecord, format_time
+from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
 from taskcore.webhooks.payload import (
     SIGNATURE_HEADER,
@@ -332,16 +333,19 @@ class WebhookLoop:
         sender = WebhookSender(client, self._settings)
         slots = _Slots(client, sender, self._settings)
         poll = self._settings.webhook_poll_seconds
+        away = RedisAway(self._settings, "webhook deliveries wait for it")
         try:
             while not self._stop.is_set():
                 slots.freed.clear()
                 try:
                     await slots.fill()
+                    away.answered()
                 except RedisError as exc:  # Redis restarting: try again at the next poll
-                    log.warning("webhook deliveries paused: %s", exc)
+                    if not away.failed(exc):  # away: said once now and then, backing off
+                        log.warning("webhook deliveries paused: %s", exc)
                 # Until a slot frees (then claim again at once) or the next poll.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(slots.freed.wait(), poll)
+                    await asyncio.wait_for(slots.freed.wait(), away.pause(poll))
         finally:
             await slots.cancel()
             await sender.aclose()

@@ -19,6 +19,7 @@ from gateway.edge.failures import failure_reply
 from gateway.edge.fastpath import TaskFetchFastPath
 from gateway.edge.image_reader import open_image_reader
 from gateway.edge.responses import JsonResponse, RequestIdMiddleware
+from gateway.edge.startup import GatewayStartup, StartupGate
 from gateway.intake.admission import Submitter
 from gateway.intake.routing import Dispatcher
 from gateway.operations.metrics import MetricsMiddleware
@@ -51,6 +52,8 @@ log = logging.getLogger("synthgate.gateway")
 def create_app(settings: Settings) -> FastAPI:
     """Build the gateway for ``settings``; connections open when the app starts."""
 
+    startup = GatewayStartup(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = open_redis(settings)
@@ -67,21 +70,29 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.directory = TenantDirectory(client, settings.catalog.names())
         if settings.storage == "s3":
             app.state.image_urls = await open_presigner(settings)
-        else:
-            app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
-            app.state.image_urls = app.state.signer
         app.state.dispatcher = Dispatcher(create_celery(settings), client, settings)
-        app.state.readiness = Readiness(settings, client)
-        if settings.dev_api_key:
-            await _register_dev_key(app.state.directory, settings)
+        app.state.readiness = Readiness(settings, client, startup)
+
+        async def connected() -> None:  # the steps that need Redis, once it is usable
+            if settings.storage != "s3":
+                app.state.signer = UrlSigner(await shared_secret(client), settings.public_url)
+                app.state.image_urls = app.state.signer
+            if settings.dev_api_key:
+                await _register_dev_key(app.state.directory, settings)
+
+        # Redis away or unusable: the gateway starts all the same and waits for it.
+        await startup.begin(client, connected)
         try:
             yield
         finally:
+            await startup.close()
             await client.aclose()
 
     app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
     # Innermost: the task fetch, FastAPI's machinery skipped (gateway/edge/fastpath.py).
     app.add_middleware(TaskFetchFastPath)
+    # 503 until Redis was usable at start-up (gateway/edge/startup.py).
+    app.add_middleware(StartupGate, startup=startup)
     # A 413 is counted in the metrics and carries the request id.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # inside RequestIdMiddleware: it reads the id

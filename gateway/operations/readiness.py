@@ -1,5 +1,8 @@
 """Readiness checks: Redis answers, storage answers, every routed pool has a live worker.
 
+Until the gateway's start-up is done (gateway/edge/startup.py: Redis away, or failing a
+start-up check), the ``redis`` check gives what the start-up waits for.
+
 Each check gives ``"ok"`` or what is wrong. ``/readyz?exclude=NAME`` leaves checks out,
 as Kubernetes' own ``/readyz`` does: a gateway's readiness probe excludes ``workers``,
 since an idle pool scaled to zero (KEDA) would otherwise take every gateway out of the
@@ -12,7 +15,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Collection
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from anyio import to_thread
@@ -30,12 +33,22 @@ STORAGE_CACHE_SECONDS = 5.0
 TIMEOUT_SECONDS = 3.0
 
 
+class Starting(Protocol):
+    """The gateway's start-up (gateway/edge/startup.py): "" once done, else what it waits for."""
+
+    @property
+    def problem(self) -> str: ...
+
+
 class Readiness:
     """Runs the checks for one gateway process (its Redis client, its storage)."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, client: aioredis.Redis, startup: Starting | None = None
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.startup = startup
         self._storage = (0.0, "")  # (checked at, verdict)
         self._lock = asyncio.Lock()
         self._s3: Any = None  # an S3 client, made on first use (boto3 only for s3 storage)
@@ -45,7 +58,9 @@ class Readiness:
         checks = dict.fromkeys(CHECKS, SKIPPED)
         counts: dict[str, int] = {}
         if "redis" not in exclude:
-            checks["redis"] = await _timed(self._ping())
+            # Until Redis was usable at start-up, what the start-up waits for.
+            waiting = self.startup.problem if self.startup is not None else ""
+            checks["redis"] = waiting or await _timed(self._ping())
         if "storage" not in exclude:
             checks["storage"] = await self._storage_verdict()
         if "workers" not in exclude:

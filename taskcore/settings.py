@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(default=320.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # one delivery request
     webhook_poll_seconds: float = Field(default=1.0, gt=0)  # how often workers look for due ones
+    # Also send the deprecated X-Synthgate-Timestamp/-Signature pair beside Standard Webhooks'
+    # webhook-* headers (docs/api.md); to be removed in the release after this one.
+    webhook_legacy_signature: bool = True
 
     # Beyond DashScope (docs/api.md): idempotent submits, task event streams,
     # and the OpenAI-compatible images endpoint.

@@ -169,7 +169,10 @@ class WebhookSender:
         except Exception:  # image URLs could not be made (storage misconfigured): try again
             log.exception("task %s: the webhook body could not be made", record.task_id)
             return Attempt({"error": "the task body could not be made"})
-        headers = await self._headers(record, body)
+        try:
+            headers = await self._headers(record, body)
+        except ValueError:  # not a whsec_ secret: tried again, after a new one is made
+            return Attempt({"error": "the tenant's webhook secret is unusable; make a new one"})
         timeout = self._settings.webhook_timeout_seconds
         try:
             async with asyncio.timeout(timeout):

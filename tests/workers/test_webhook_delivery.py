@@ -28,7 +28,7 @@ from taskcore.contract import GenerationRequest
 from taskcore.records import TaskStatus
 from taskcore.settings import Settings
 from taskcore.store.worker import WorkerTaskStore
-from taskcore.webhooks.payload import standard_secret, verify_legacy
+from taskcore.webhooks.payload import new_secret, standard_secret, verify_legacy
 from workers.webhook_delivery import WebhookLoop
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
@@ -198,6 +198,28 @@ def test_a_secret_made_before_standard_webhooks_keeps_working_in_both_schemes(
     assert verify_legacy(
         old, headers["x-synthgate-timestamp"], headers["x-synthgate-signature"], received.body
     )
+
+
+def test_an_unusable_secret_is_an_attempt_error_and_a_new_secret_delivers(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    redis_client = private_redis.client()
+    task_id = _submit(private_redis.url, receiver.url("/bad-secret"))
+    tenant = redis_client.hget(redis_keys.task(task_id), "tenant").decode()
+    redis_client.set(redis_keys.tenant_webhook_secret(tenant), "whsec_not base64!")
+    store = WorkerTaskStore(redis_client, 3600)
+    assert store.claim(task_id) is not None
+    assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
+    with _delivering(private_redis.url, webhook_backoff_seconds=0.2):
+        deadline = time.monotonic() + 30
+        while not _attempts(redis_client, task_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [failed] = _attempts(redis_client, task_id)
+        assert "secret is unusable" in failed["error"], failed
+        secret = new_secret()  # what the admin API's webhook-secret call stores
+        redis_client.set(redis_keys.tenant_webhook_secret(tenant), secret)
+        [received] = receiver.take("/bad-secret", 1)
+    Webhook(secret).verify(received.body, received.headers)
 
 
 def _attempts(redis_client: Any, task_id: str) -> list[dict[str, Any]]:

@@ -55,6 +55,18 @@ _ERRORS = {
     504: "The task was not finished within SYNTHGATE_OPENAI_WAIT_SECONDS; follow it "
     "with GET /api/v1/tasks/{task_id} (X-Synthgate-Task-Id)",
 }
+# The groups of the docs pages, in their order (each router names its own).
+TAGS = [
+    {
+        "name": "DashScope tasks",
+        "description": "DashScope's task API: submit, fetch, cancel, "
+        "list; task events (SSE) and the models, synthgate's additions",
+    },
+    {"name": "OpenAI images", "description": "OpenAI's images API, synchronous"},
+    {"name": "Files", "description": "Images in local storage, behind signed, expiring URLs"},
+    {"name": "Operations", "description": "Liveness, readiness and Prometheus metrics"},
+    {"name": "Admin", "description": "Tenants, keys, usage and capacity (SYNTHGATE_ADMIN_TOKEN)"},
+]
 _RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}},
 }
@@ -91,6 +103,7 @@ def documented_schema(app: FastAPI) -> dict[str, Any]:
             version=app.version,
             summary=app.summary,
             routes=app.routes,
+            tags=TAGS,
         )
         app.openapi_schema = _finish(schema)
     return app.openapi_schema

@@ -64,7 +64,7 @@ def _directory(request: Request) -> TenantDirectory:
 
 Directory = Annotated[TenantDirectory, Depends(_directory)]
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/v1", tags=["Admin"], dependencies=[Depends(require_admin)])
 
 
 class _Body(BaseModel):

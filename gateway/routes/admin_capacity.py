@@ -19,7 +19,7 @@ from gateway.operations.pool_stats import account_stats, pool_stats, routed_pool
 from gateway.routes.admin import require_admin
 from taskcore.settings import Settings
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/v1", tags=["Admin"], dependencies=[Depends(require_admin)])
 
 
 @router.get("/pools", response_model=PoolList, responses=errors(401, 503))

@@ -41,7 +41,7 @@ from taskcore.settings import Settings
 from taskcore.store.tasks import TaskStore
 from taskcore.store.watch import Glimpse, TaskWatcher
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 RECONNECT_MS = 1_000
 _HEARTBEAT = b": keep-alive\n\n"

@@ -11,7 +11,7 @@ from gateway.contracts.openapi import errors
 from gateway.edge.deps import AppSettings, Signer
 from gateway.edge.errors import AccessDenied, NotFound
 
-router = APIRouter()
+router = APIRouter(tags=["Files"])
 
 # Exactly the keys workers write: {tenant}/{yyyy-mm-dd}/{task_id}/{i}.png
 _KEY = re.compile(r"[A-Za-z0-9_.-]+/\d{4}-\d{2}-\d{2}/[0-9a-f-]{36}/\d+\.png")

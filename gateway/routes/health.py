@@ -11,7 +11,7 @@ from gateway.contracts.schemas import Readiness as ReadinessReport
 from gateway.edge.responses import JsonResponse
 from gateway.operations.readiness import Readiness, parse_exclude
 
-router = APIRouter()
+router = APIRouter(tags=["Operations"])
 
 
 @router.get("/healthz", response_model=Health)

@@ -20,7 +20,7 @@ from gateway.operations.pool_stats import (
     routed_pools,
 )
 
-router = APIRouter()
+router = APIRouter(tags=["Operations"])
 
 log = logging.getLogger("synthgate.gateway")
 

@@ -15,7 +15,7 @@ from gateway.edge.deps import CurrentCaller
 from gateway.edge.responses import JsonResponse, reply
 from gateway.tenancy.auth import allowed_models
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 
 @router.get("/models", response_model=ModelList, responses=errors(401, 403, 503))

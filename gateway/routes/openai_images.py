@@ -83,7 +83,7 @@ class OpenAIRoute(APIRoute):
         return answer_openai_errors
 
 
-router = APIRouter(prefix="/v1", route_class=OpenAIRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIRoute)
 
 
 @router.post(

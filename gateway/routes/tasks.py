@@ -23,7 +23,7 @@ from taskcore.catalog import Catalog
 from taskcore.image_urls import ImageUrls
 from taskcore.records import TaskRecord, TaskStatus, format_time
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 log = logging.getLogger("synthgate.gateway")
 

@@ -200,3 +200,10 @@ def test_api_docs_off_means_no_pages_and_no_schema() -> None:
     assert docs.status_code == redoc.status_code == schema.status_code == 404
     assert assets.status_code == 404
     assert docs.json()["code"] == "NotFound"  # DashScope-shaped, like every 404
+
+
+def test_every_operation_is_in_one_of_the_documented_groups() -> None:
+    groups = [tag["name"] for tag in SCHEMA["tags"]]
+    assert len(groups) == len(set(groups))
+    for method, path, operation in OPERATIONS:
+        assert len(operation["tags"]) == 1 and operation["tags"][0] in groups, (method, path)

@@ -1,9 +1,15 @@
 """The admin API's answers (``/admin/v1``), as models for the OpenAPI schema; see
-:mod:`gateway.contracts.schemas` for why the routes do not build them."""
+:mod:`gateway.contracts.schemas` for why the routes do not build them. Where an answer is a
+dataclass of the code as it is (a key, a pool, an account), the schema is that dataclass."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel
+
+from gateway.operations.pool_stats import AccountStats, PoolStats
+from gateway.tenancy.models import KeyInfo
 
 
 class TenantInfo(BaseModel):
@@ -20,17 +26,7 @@ class TenantInfo(BaseModel):
     updated_ms: int
 
 
-class KeyInfo(BaseModel):
-    """An API key as listed: never the key itself."""
-
-    key_id: str
-    tenant: str
-    label: str
-    created_ms: int
-    last_used_ms: int | None = None
-    revoked_ms: int | None = None
-
-
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewKeyInfo(KeyInfo):
     """A key just made: the only answer that carries ``api_key``."""
 
@@ -103,26 +99,11 @@ class UsageAnswer(BaseModel):
     request_id: str
 
 
-class PoolInfo(BaseModel):
-    pool: str
-    depth: int
-    oldest_age_seconds: float
-    live_workers: int
-
-
 class PoolList(BaseModel):
-    pools: list[PoolInfo]
+    pools: list[PoolStats]
     request_id: str
 
 
-class AccountInfo(BaseModel):
-    account: str
-    running: dict[str, int]
-    max_running: dict[str, int]
-    waiting: int
-    resting_seconds: float
-
-
 class AccountList(BaseModel):
-    accounts: list[AccountInfo]
+    accounts: list[AccountStats]
     request_id: str

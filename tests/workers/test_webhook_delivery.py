@@ -137,19 +137,26 @@ def _delivering(redis_url: str, **settings: Any) -> Iterator[None]:
         loop.stop()
 
 
-def _finished(server: RedisServer, callback: str, api_key: str = "") -> str:
+def _finished(server: RedisServer, callback: str, api_key: str = "", secret: str = "") -> str:
     """A task (of the tenant of ``api_key``, default a new one), SUCCEEDED, with its webhook
-    to ``callback`` due now."""
+    to ``callback`` due now; with ``secret``, the tenant's webhook secret is that."""
     task_id = _submit(server.url, callback, api_key)
+    if secret:
+        tenant = _tenant_of(server.client(), task_id)
+        server.client().set(redis_keys.tenant_webhook_secret(tenant), secret)
     store = WorkerTaskStore(server.client(), 3600)
     assert store.claim(task_id) is not None
     assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
     return task_id
 
 
+def _tenant_of(redis_client: Any, task_id: str) -> str:
+    return str(redis_client.hget(redis_keys.task(task_id), "tenant").decode())
+
+
 def _secret_of(redis_client: Any, task_id: str) -> str:
     """The webhook secret of the task's tenant (the worker makes one where none is)."""
-    tenant = redis_client.hget(redis_keys.task(task_id), "tenant").decode()
+    tenant = _tenant_of(redis_client, task_id)
     return str(redis_client.get(redis_keys.tenant_webhook_secret(tenant)).decode())
 
 
@@ -183,14 +190,8 @@ def test_deliveries_verify_with_the_standardwebhooks_library_and_the_old_pair_go
 def test_a_secret_made_before_standard_webhooks_keeps_working_in_both_schemes(
     private_redis: RedisServer, receiver: WebhookReceiver
 ) -> None:
-    redis_client = private_redis.client()
-    task_id = _submit(private_redis.url, receiver.url("/old-secret"))
-    tenant = redis_client.hget(redis_keys.task(task_id), "tenant").decode()
     old = "whsec_" + "Ab-_" * 10 + "xyz"  # the old form: 43 URL-safe base64 characters
-    redis_client.set(redis_keys.tenant_webhook_secret(tenant), old)
-    store = WorkerTaskStore(redis_client, 3600)
-    assert store.claim(task_id) is not None
-    assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
+    _finished(private_redis, receiver.url("/old-secret"), secret=old)
     with _delivering(private_redis.url):
         [received] = receiver.take("/old-secret", 1)
     headers = received.headers
@@ -204,12 +205,8 @@ def test_an_unusable_secret_is_an_attempt_error_and_a_new_secret_delivers(
     private_redis: RedisServer, receiver: WebhookReceiver
 ) -> None:
     redis_client = private_redis.client()
-    task_id = _submit(private_redis.url, receiver.url("/bad-secret"))
-    tenant = redis_client.hget(redis_keys.task(task_id), "tenant").decode()
-    redis_client.set(redis_keys.tenant_webhook_secret(tenant), "whsec_not base64!")
-    store = WorkerTaskStore(redis_client, 3600)
-    assert store.claim(task_id) is not None
-    assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
+    task_id = _finished(private_redis, receiver.url("/bad-secret"), secret="whsec_not base64!")
+    tenant = _tenant_of(redis_client, task_id)
     with _delivering(private_redis.url, webhook_backoff_seconds=0.2):
         deadline = time.monotonic() + 30
         while not _attempts(redis_client, task_id) and time.monotonic() < deadline:

@@ -67,8 +67,29 @@ TAGS = [
     {"name": "Operations", "description": "Liveness, readiness and Prometheus metrics"},
     {"name": "Admin", "description": "Tenants, keys, usage and capacity (SYNTHGATE_ADMIN_TOKEN)"},
 ]
-_RETRY_AFTER = {
-    "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}},
+# Headers of the answers, in components.headers: every answer carries X-Request-Id.
+HEADERS: dict[str, dict[str, Any]] = {
+    "RequestId": {
+        "description": "the request's id, the body's request_id (the gateway's own)",
+        "schema": {"type": "string"},
+    },
+    "RetryAfter": {"description": "seconds to wait", "schema": {"type": "integer"}},
+    "RateLimitLimit": {
+        "description": "the limit that refused the call (a per-minute, concurrency or daily one)",
+        "schema": {"type": "integer"},
+    },
+    "RateLimitRemaining": {"description": "what is left of it", "schema": {"type": "integer"}},
+    "RateLimitReset": {
+        "description": "seconds until it frees up again",
+        "schema": {"type": "integer"},
+    },
+}
+_RETRY_AFTER = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+_RATE_LIMIT = {
+    **_RETRY_AFTER,
+    "X-RateLimit-Limit": {"$ref": "#/components/headers/RateLimitLimit"},
+    "X-RateLimit-Remaining": {"$ref": "#/components/headers/RateLimitRemaining"},
+    "X-RateLimit-Reset": {"$ref": "#/components/headers/RateLimitReset"},
 }
 
 
@@ -81,7 +102,7 @@ def errors(*statuses: int, openai: bool = False) -> dict[int | str, dict[str, An
         model: type[BaseModel] = OpenAIError if openai and status != 413 else DashScopeError
         answer: dict[str, Any] = {"model": model, "description": _ERRORS[status]}
         if status in (429, 503):
-            answer["headers"] = _RETRY_AFTER
+            answer["headers"] = _RATE_LIMIT if status == 429 else _RETRY_AFTER
         answers[status] = answer
     return answers
 
@@ -116,10 +137,14 @@ def _finish(schema: dict[str, Any]) -> dict[str, Any]:
             operation["responses"].pop("422", None)
             if scheme is not None:
                 operation["security"] = [{scheme: []}]
+            for response in operation["responses"].values():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-Id"] = {"$ref": "#/components/headers/RequestId"}
     components = schema.setdefault("components", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(unused, None)
     components["securitySchemes"] = SECURITY_SCHEMES
+    components["headers"] = HEADERS
     return schema
 
 

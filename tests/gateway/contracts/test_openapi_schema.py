@@ -95,6 +95,17 @@ def test_every_error_is_documented_in_its_real_shape(
         assert schema["$ref"] in ERROR_SCHEMAS and expected in schema["$ref"], (status, schema)
         if status in ("429", "503"):
             assert "Retry-After" in response["headers"]
+        if status == "429":
+            assert "X-RateLimit-Remaining" in response["headers"]
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=_ids())
+def test_every_answer_documents_its_request_id_header(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    for response in operation["responses"].values():
+        assert response["headers"]["X-Request-Id"] == {"$ref": "#/components/headers/RequestId"}
+    assert "RequestId" in SCHEMA["components"]["headers"]
 
 
 def test_the_dashscope_errors_the_gateway_answers_are_listed_where_they_happen() -> None:

@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(default=320.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # one delivery request
     webhook_poll_seconds: float = Field(default=1.0, gt=0)  # how often workers look for due ones
+    # Also send the deprecated X-Synthgate-Timestamp/-Signature pair beside Standard Webhooks'
+    # webhook-* headers (docs/api.md); to be removed in the release after this one.
+    webhook_legacy_signature: bool = True
 
     # Beyond DashScope (docs/api.md): idempotent submits, task event streams,
     # and the OpenAI-compatible images endpoint.
@@ -253,6 +256,19 @@ class Settings(BaseSettings):
     # The web console at /console/ (docs/console.md): static files calling the public and
     # admin APIs from the browser; off, /console/ is 404.
     console_enabled: bool = True
+    # The API's docs (docs/api.md): Swagger UI at /docs, ReDoc at /redoc and the schema at
+    # /openapi.json; off, all three are 404. Their scripts come from the jsDelivr CDN, a
+    # mirror's URL, or a folder the gateway serves (gateway/edge/api_docs.py).
+    api_docs: bool = True
+    api_docs_assets: str = ""
+
+    @field_validator("api_docs_assets")
+    @classmethod
+    def _api_docs_assets_place(cls, value: str) -> str:
+        remote = value.startswith(("http://", "https://"))
+        if value and not remote and not Path(value).is_dir():
+            raise ValueError("must be an http(s):// URL or an existing folder")
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -5,18 +5,18 @@ The thread runs an event loop with :data:`PARALLEL` delivery slots. Whenever a s
 free (one frees, or every ``webhook_poll_seconds``) it claims that many due deliveries:
 one script pushes their score in the due set a lease ahead, so any number of replicas
 share the work, and one that dies mid-delivery leaves it to another once the lease is
-over (a receiver may then get a delivery twice: it is at least once, and
-``X-Synthgate-Task-Id`` names the task). A tenant has at most :data:`TENANT_PARALLEL`
+over (a receiver may then get a delivery twice: it is at least once, and every attempt
+carries the same ``webhook-id``). A tenant has at most :data:`TENANT_PARALLEL`
 deliveries in a process's slots; its other due deliveries wait their turn while the
 others' are taken (put off by a poll when they fill the whole window a claim looks at),
 so one tenant's stalled receiver holds up nobody else's webhooks.
 
-Each delivery POSTs the task's final body, signed, to its callback, and records the
-attempt in the task's record: a 2xx answer ends it; anything else is tried again after a
-doubling, capped backoff, up to ``webhook_attempts`` attempts in all. An attempt has one
-deadline, ``webhook_timeout_seconds``, for connecting, sending and the answer's status
-and headers together (a receiver trickling a byte a second is cut off at it), and no
-byte of the answer's body is read. A target that breaks the rules of
+Each delivery POSTs the task's final body, signed as Standard Webhooks says, to its
+callback, and records the attempt in the task's record: a 2xx answer ends it; anything
+else is tried again after a doubling, capped backoff, up to ``webhook_attempts`` attempts
+in all. An attempt has one deadline, ``webhook_timeout_seconds``, for connecting, sending
+and the answer's status and headers together (a receiver trickling a byte a second is cut
+off at it), and no byte of the answer's body is read. A target that breaks the rules of
 taskcore/webhooks/targets.py (checked again before every attempt, and the request sent to
 the very address checked) is not tried again.
 """
@@ -47,13 +47,7 @@ from taskcore.logs import log_context
 from taskcore.records import TaskRecord, format_time
 from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
-from taskcore.webhooks.payload import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    new_secret,
-    signature,
-    task_body,
-)
+from taskcore.webhooks.payload import new_secret, signed_headers, task_body
 from taskcore.webhooks.targets import (
     RESOLVE_TIMEOUT_SECONDS,
     Address,
@@ -176,7 +170,10 @@ class WebhookSender:
         except Exception:  # image URLs could not be made (storage misconfigured): try again
             log.exception("task %s: the webhook body could not be made", record.task_id)
             return Attempt({"error": "the task body could not be made"})
-        headers = await self._headers(record, body)
+        try:
+            headers = await self._headers(record, body)
+        except ValueError:  # not a whsec_ secret: tried again, after a new one is made
+            return Attempt({"error": "the tenant's webhook secret is unusable; make a new one"})
         timeout = self._settings.webhook_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
@@ -188,14 +185,12 @@ class WebhookSender:
         return Attempt({"status_code": status}, 200 <= status < 300)
 
     async def _headers(self, record: TaskRecord, body: bytes) -> dict[str, str]:
-        timestamp = int(time.time())
-        return {
-            "Content-Type": "application/json",
-            "User-Agent": "synthgate-webhooks/1",
-            "X-Synthgate-Task-Id": record.task_id,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature(await self._secret(record.tenant), timestamp, body),
-        }
+        """Standard Webhooks' ``webhook-*`` headers, and while the setting keeps them the
+        deprecated ``X-Synthgate-Timestamp``/``-Signature`` pair (taskcore/webhooks/payload.py)."""
+        secret = await self._secret(record.tenant)
+        legacy = self._settings.webhook_legacy_signature
+        signed = signed_headers(secret, record.task_id, body, int(time.time()), legacy)
+        return {"Content-Type": "application/json", "User-Agent": "synthgate-webhooks/1", **signed}
 
     async def _post(
         self, target: Target, address: Address, body: bytes, headers: dict[str, str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +13,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.console.site import mount_console
+from gateway.contracts.openapi import documented_schema, package_version
+from gateway.edge.api_docs import mount_api_docs
 from gateway.edge.bodies import BodyLimitMiddleware
 from gateway.edge.connections import open_redis
 from gateway.edge.errors import ApiError
@@ -88,7 +91,15 @@ def create_app(settings: Settings) -> FastAPI:
             await startup.close()
             await client.aclose()
 
-    app = FastAPI(title="synthgate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="synthgate",
+        version=package_version(),
+        summary="A DashScope-compatible (and OpenAI-compatible) image generation gateway",
+        lifespan=lifespan,
+        docs_url=None,  # mount_api_docs: pages whose scripts need no CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
+    )
     # Innermost: the task fetch, FastAPI's machinery skipped (gateway/edge/fastpath.py).
     app.add_middleware(TaskFetchFastPath)
     # 503 until Redis was usable at start-up (gateway/edge/startup.py).
@@ -110,6 +121,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(admin_capacity.router)
     if settings.console_enabled:
         mount_console(app)
+    if settings.api_docs:
+        mount_api_docs(app, settings.api_docs_assets)
+    app.openapi = partial(documented_schema, app)  # type: ignore[method-assign]
     _install_error_handlers(app)
     return app
 

@@ -17,6 +17,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.contracts.admin_schemas import (
+    KeyAnswer,
+    KeyCreated,
+    KeyList,
+    TenantAnswer,
+    TenantCreated,
+    TenantDetail,
+    TenantList,
+    UsageAnswer,
+    WebhookSecretAnswer,
+)
+from gateway.contracts.openapi import errors
 from gateway.edge.errors import Conflict, InvalidApiKey, InvalidParameter, NotFound
 from gateway.edge.responses import JsonResponse, reply
 from gateway.tenancy.directory import TenantDirectory
@@ -52,7 +64,7 @@ def _directory(request: Request) -> TenantDirectory:
 
 Directory = Annotated[TenantDirectory, Depends(_directory)]
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/v1", tags=["Admin"], dependencies=[Depends(require_admin)])
 
 
 class _Body(BaseModel):
@@ -101,7 +113,12 @@ async def _account_errors() -> AsyncIterator[None]:
         raise Conflict(str(exc)) from None
 
 
-@router.post("/tenants")
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantCreated,
+    responses=errors(400, 401, 409, 413, 503),
+)
 async def create_tenant(request: Request, body: TenantCreate, directory: Directory) -> JsonResponse:
     async with _account_errors():
         limits = Limits(
@@ -115,13 +132,13 @@ async def create_tenant(request: Request, body: TenantCreate, directory: Directo
     return reply(request, answer, 201)
 
 
-@router.get("/tenants")
+@router.get("/tenants", response_model=TenantList, responses=errors(401, 503))
 async def list_tenants(request: Request, directory: Directory) -> JsonResponse:
     tenants = await directory.tenants()
     return reply(request, {"tenants": [tenant.to_json() for tenant in tenants]})
 
 
-@router.get("/tenants/{name}")
+@router.get("/tenants/{name}", response_model=TenantDetail, responses=errors(400, 401, 404, 503))
 async def show_tenant(request: Request, name: str, directory: Directory) -> JsonResponse:
     async with _account_errors():
         tenant = await directory.get(name)
@@ -136,7 +153,9 @@ async def show_tenant(request: Request, name: str, directory: Directory) -> Json
     )
 
 
-@router.patch("/tenants/{name}")
+@router.patch(
+    "/tenants/{name}", response_model=TenantAnswer, responses=errors(400, 401, 404, 413, 503)
+)
 async def update_tenant(
     request: Request, name: str, body: TenantUpdate, directory: Directory
 ) -> JsonResponse:
@@ -148,21 +167,30 @@ async def update_tenant(
     return reply(request, {"tenant": tenant.to_json()})
 
 
-@router.post("/tenants/{name}/disable")
+@router.post(
+    "/tenants/{name}/disable", response_model=TenantAnswer, responses=errors(400, 401, 404, 503)
+)
 async def disable_tenant(request: Request, name: str, directory: Directory) -> JsonResponse:
     async with _account_errors():
         tenant = await directory.update(name, enabled=False)
     return reply(request, {"tenant": tenant.to_json()})
 
 
-@router.post("/tenants/{name}/enable")
+@router.post(
+    "/tenants/{name}/enable", response_model=TenantAnswer, responses=errors(400, 401, 404, 503)
+)
 async def enable_tenant(request: Request, name: str, directory: Directory) -> JsonResponse:
     async with _account_errors():
         tenant = await directory.update(name, enabled=True)
     return reply(request, {"tenant": tenant.to_json()})
 
 
-@router.post("/tenants/{name}/webhook-secret")
+@router.post(
+    "/tenants/{name}/webhook-secret",
+    status_code=201,
+    response_model=WebhookSecretAnswer,
+    responses=errors(400, 401, 404, 503),
+)
 async def new_webhook_secret(request: Request, name: str, directory: Directory) -> JsonResponse:
     """A new secret signing the tenant's webhooks; the old one stops at once."""
     async with _account_errors():
@@ -170,7 +198,12 @@ async def new_webhook_secret(request: Request, name: str, directory: Directory) 
     return reply(request, {"tenant": name, "webhook_secret": secret}, 201)
 
 
-@router.post("/tenants/{name}/keys")
+@router.post(
+    "/tenants/{name}/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    responses=errors(400, 401, 404, 413, 503),
+)
 async def create_key(
     request: Request, name: str, directory: Directory, body: KeyCreate | None = None
 ) -> JsonResponse:
@@ -179,21 +212,23 @@ async def create_key(
     return reply(request, {"key": {**key.info.to_json(), "api_key": key.api_key}}, 201)
 
 
-@router.get("/tenants/{name}/keys")
+@router.get("/tenants/{name}/keys", response_model=KeyList, responses=errors(400, 401, 404, 503))
 async def list_keys(request: Request, name: str, directory: Directory) -> JsonResponse:
     async with _account_errors():
         keys = await directory.keys_of(name)
     return reply(request, {"keys": [key.to_json() for key in keys]})
 
 
-@router.post("/keys/{key_id}/revoke")
+@router.post("/keys/{key_id}/revoke", response_model=KeyAnswer, responses=errors(401, 404, 503))
 async def revoke_key(request: Request, key_id: str, directory: Directory) -> JsonResponse:
     async with _account_errors():
         key = await directory.revoke_key(key_id)
     return reply(request, {"key": key.to_json()})
 
 
-@router.get("/tenants/{name}/usage")
+@router.get(
+    "/tenants/{name}/usage", response_model=UsageAnswer, responses=errors(400, 401, 404, 503)
+)
 async def usage(
     request: Request,
     name: str,

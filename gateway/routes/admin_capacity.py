@@ -12,15 +12,17 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Request
 
+from gateway.contracts.admin_schemas import AccountList, PoolList
+from gateway.contracts.openapi import errors
 from gateway.edge.responses import JsonResponse, reply
 from gateway.operations.pool_stats import account_stats, pool_stats, routed_pools
 from gateway.routes.admin import require_admin
 from taskcore.settings import Settings
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/v1", tags=["Admin"], dependencies=[Depends(require_admin)])
 
 
-@router.get("/pools")
+@router.get("/pools", response_model=PoolList, responses=errors(401, 503))
 async def pools(request: Request) -> JsonResponse:
     """Each pool the catalog routes to: tasks waiting, the oldest's wait, live workers."""
     settings: Settings = request.app.state.settings
@@ -28,7 +30,7 @@ async def pools(request: Request) -> JsonResponse:
     return reply(request, {"pools": [asdict(pool) for pool in stats]})
 
 
-@router.get("/upstream-accounts")
+@router.get("/upstream-accounts", response_model=AccountList, responses=errors(401, 503))
 async def upstream_accounts(request: Request) -> JsonResponse:
     """Each DashScope account the upstream workers registered: tasks running per model
     against its limit, tasks waiting for its models, and how long it still rests after a

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from gateway.contracts.openapi import errors
 from gateway.edge.deps import CurrentCaller, Links, Store, open_streams_of, still_allowed
 from gateway.edge.errors import ApiError
 from gateway.edge.responses import request_id
@@ -40,13 +41,43 @@ from taskcore.settings import Settings
 from taskcore.store.tasks import TaskStore
 from taskcore.store.watch import Glimpse, TaskWatcher
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 RECONNECT_MS = 1_000
 _HEARTBEAT = b": keep-alive\n\n"
 
 
-@router.get("/tasks/{task_id}/events")
+# One event (OpenAPI 3.1 has an event stream's schema describe each event): its name, and
+# its data, one line of JSON: a task fetch's body, or a DashScope error.
+_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/TaskAnswer"},
+                    {"$ref": "#/components/schemas/DashScopeError"},
+                ]
+            },
+        },
+    },
+}
+_STREAM = {
+    "description": "Server-Sent Events: `event: status` with a task fetch's body as `data`, "
+    "until the task is final; `event: error` with a DashScope error body if the stream fails",
+    "content": {"text/event-stream": {"schema": _EVENT}},
+}
+
+
+@router.get(
+    "/tasks/{task_id}/events",
+    response_class=StreamingResponse,
+    responses={200: _STREAM, **errors(401, 403, 429, 503)},
+)
 async def task_events(
     request: Request, task_id: str, caller: CurrentCaller, store: Store, links: Links
 ) -> StreamingResponse:

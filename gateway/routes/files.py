@@ -7,16 +7,25 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from gateway.contracts.openapi import errors
 from gateway.edge.deps import AppSettings, Signer
 from gateway.edge.errors import AccessDenied, NotFound
 
-router = APIRouter()
+router = APIRouter(tags=["Files"])
 
 # Exactly the keys workers write: {tenant}/{yyyy-mm-dd}/{task_id}/{i}.png
 _KEY = re.compile(r"[A-Za-z0-9_.-]+/\d{4}-\d{2}-\d{2}/[0-9a-f-]{36}/\d+\.png")
 
 
-@router.get("/files/{key:path}")
+_PNG = {
+    "description": "the image (a signed URL of a task's results; no key needed)",
+    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.get(
+    "/files/{key:path}", response_class=FileResponse, responses={200: _PNG, **errors(403, 404)}
+)
 async def download(
     key: str, settings: AppSettings, signer: Signer, request: Request
 ) -> FileResponse:

@@ -6,19 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from gateway.contracts.schemas import Health
+from gateway.contracts.schemas import Readiness as ReadinessReport
 from gateway.edge.responses import JsonResponse
 from gateway.operations.readiness import Readiness, parse_exclude
 
-router = APIRouter()
+router = APIRouter(tags=["Operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz() -> JsonResponse:
     """The process is alive."""
     return JsonResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessReport,
+    responses={503: {"model": ReadinessReport, "description": "not ready: the failed checks"}},
+)
 async def readyz(
     request: Request, exclude: Annotated[list[str] | None, Query()] = None
 ) -> JsonResponse:

@@ -21,7 +21,7 @@ from gateway.operations.pool_stats import (
 )
 from gateway.operations.webhook_stats import WebhookStats, webhook_stats
 
-router = APIRouter()
+router = APIRouter(tags=["Operations"])
 
 log = logging.getLogger("synthgate.gateway")
 
@@ -29,7 +29,13 @@ log = logging.getLogger("synthgate.gateway")
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/metrics", include_in_schema=False)
+_EXPOSITION = {
+    "description": "Prometheus' text exposition format",
+    "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+}
+
+
+@router.get("/metrics", response_class=Response, responses={200: _EXPOSITION})
 async def metrics(request: Request) -> Response:
     stats: list[PoolStats] | None
     accounts: list[AccountStats] = []

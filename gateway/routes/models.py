@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gateway.contracts.openapi import errors
+from gateway.contracts.schemas import ModelList
 from gateway.edge.deps import CurrentCaller
 from gateway.edge.responses import JsonResponse, reply
 from gateway.tenancy.auth import allowed_models
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList, responses=errors(401, 403, 503))
 async def list_models(request: Request, caller: CurrentCaller) -> JsonResponse:
     catalog = request.app.state.settings.catalog
     names = await allowed_models(request.app.state.redis, caller.tenant, catalog.names())

@@ -29,6 +29,8 @@ from gateway.contracts.openai_mapping import (
     error_response,
     parse_images_request,
 )
+from gateway.contracts.openapi import errors, images_openapi
+from gateway.contracts.schemas import ImagesAnswer, OpenAIModelList
 from gateway.edge.connections import UNAVAILABLE_ERRORS, unavailable
 from gateway.edge.deps import (
     CurrentCaller,
@@ -81,10 +83,15 @@ class OpenAIRoute(APIRoute):
         return answer_openai_errors
 
 
-router = APIRouter(prefix="/v1", route_class=OpenAIRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIRoute)
 
 
-@router.post("/images/generations")
+@router.post(
+    "/images/generations",
+    response_model=ImagesAnswer,
+    responses=errors(400, 401, 403, 409, 413, 429, 500, 503, 504, openai=True),
+    openapi_extra=images_openapi(),
+)
 async def generate_images(
     request: Request,
     caller: CurrentCaller,
@@ -119,7 +126,7 @@ async def generate_images(
     return JsonResponse({"created": record.submit_ms // 1000, "data": data}, headers=headers)
 
 
-@router.get("/models")
+@router.get("/models", response_model=OpenAIModelList, responses=errors(401, 403, 503, openai=True))
 async def list_models(request: Request, caller: CurrentCaller) -> JsonResponse:
     """The models the images endpoint accepts for this tenant, in OpenAI's list shape."""
     catalog = request.app.state.settings.catalog

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from gateway.contracts.dashscope import parse_submit
-from gateway.contracts.openapi import submit_openapi
+from gateway.contracts.openapi import errors, submit_openapi
+from gateway.contracts.schemas import RequestOnly, TaskAnswer, TaskList
 from gateway.edge.deps import CurrentCaller, Store, image_urls_of, json_body, store_of, submitter_of
 from gateway.edge.errors import AccessDenied, InvalidParameter, UnsupportedOperation
 from gateway.edge.responses import JsonResponse, reply
@@ -22,12 +23,17 @@ from taskcore.catalog import Catalog
 from taskcore.image_urls import ImageUrls
 from taskcore.records import TaskRecord, TaskStatus, format_time
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["DashScope tasks"])
 
 log = logging.getLogger("synthgate.gateway")
 
 
-@router.post("/services/aigc/text2image/image-synthesis", openapi_extra=submit_openapi())
+@router.post(
+    "/services/aigc/text2image/image-synthesis",
+    response_model=TaskAnswer,
+    responses=errors(400, 401, 403, 409, 413, 429, 503),
+    openapi_extra=submit_openapi(),
+)
 async def submit(request: Request, caller: CurrentCaller) -> JsonResponse:
     """Validate, then (within the tenant's limits) record a PENDING task and queue it; for a
     synchronous call (no ``X-DashScope-Async``, a model DashScope answers so) wait for it."""
@@ -67,7 +73,7 @@ def _answers_synchronously(catalog: Catalog, body: object) -> bool:
     return spec is not None and spec.sync
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", response_model=TaskAnswer, responses=errors(401, 403, 503))
 async def fetch(request: Request, task_id: str, caller: CurrentCaller) -> JsonResponse:
     record = await store_of(request).get(task_id, caller.tenant)
     return reply(request, task_body(request, task_id, record, image_urls_of(request)))
@@ -87,7 +93,9 @@ def task_body(
     return payload
 
 
-@router.post("/tasks/{task_id}/cancel")
+@router.post(
+    "/tasks/{task_id}/cancel", response_model=RequestOnly, responses=errors(400, 401, 403, 503)
+)
 async def cancel(
     request: Request, task_id: str, caller: CurrentCaller, store: Store
 ) -> JsonResponse:
@@ -117,7 +125,7 @@ def _parse_time(name: str, value: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-@router.get("/tasks")
+@router.get("/tasks", response_model=TaskList, responses=errors(400, 401, 403, 503))
 async def list_tasks(
     request: Request,
     caller: CurrentCaller,

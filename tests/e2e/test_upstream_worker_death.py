@@ -24,6 +24,7 @@ from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess, account_json
 from fixtures.stack import SD_MODELS, UPSTREAM_PROBE, Stack, start_stack
 from fixtures.tasks import FINAL, body, submit, wait_status
 from fixtures.webhooks import FAST_WEBHOOK_ENV, running_receiver
+from standardwebhooks import Webhook
 
 from taskcore import redis_keys
 
@@ -147,3 +148,5 @@ def test_upstream_workers_deliver_webhooks(stack: Stack) -> None:
         [received] = receiver.take("/up", 1)
         assert json.loads(received.body)["output"]["task_id"] == task_id
         assert json.loads(received.body)["output"]["task_status"] == "SUCCEEDED"
+        # Signed as Standard Webhooks says, like the GPU workers' deliveries.
+        Webhook(created.json()["webhook_secret"]).verify(received.body, received.headers)

@@ -9,21 +9,33 @@ from fixtures.processes import wait_until
 from fixtures.tasks import FINAL, SUBMIT, body, submit, wait_status
 from fixtures.tenants import cancel_many, submit_direct
 from fixtures.webhooks import HookStack, Received
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from taskcore import redis_keys
 from taskcore.contract import GenerationRequest
-from taskcore.webhooks.payload import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from taskcore.webhooks.payload import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_legacy
 
 LOCAL = ["127.0.0.1"]  # callbacks may go to 127.0.0.1: listed by address, so allowed
 
 
 def _valid(secret: str, received: Received) -> bool:
-    return verify(
+    """Verified by the ``standardwebhooks`` package (the webhook-* headers) and, while they
+    are still sent, by the deprecated X-Synthgate-* pair too; the two always agree."""
+    try:
+        Webhook(secret).verify(received.body, received.headers)
+    except WebhookVerificationError:
+        standard = False
+    else:
+        standard = True
+    legacy = verify_legacy(
         secret,
         received.headers[TIMESTAMP_HEADER.lower()],
         received.headers[SIGNATURE_HEADER.lower()],
         received.body,
     )
+    assert standard == legacy, (standard, legacy)
+    return standard
 
 
 def _output_without_log(data: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +55,7 @@ def test_webhook_posts_the_fetch_body_signed_with_the_tenant_secret(hook_stack: 
         assert _valid(secret, received)
         assert not _valid(secret, Received(received.path, received.headers, received.body + b" "))
         assert received.headers["x-synthgate-task-id"] == task_id
+        assert received.headers["webhook-id"] == f"msg_{task_id}"
         sent = orjson.loads(received.body)
         fetched = wait_status(api, task_id, {"SUCCEEDED"})
         assert sent["output"]["task_status"] == "SUCCEEDED"
@@ -68,6 +81,8 @@ def test_webhook_is_retried_after_a_500_and_every_attempt_is_in_the_record(
         task_id = submit(api, body(steps=1, callback_url=hook_stack.receiver.url("/retry")))
         first, second = hook_stack.receiver.take("/retry", 2)
         assert _valid(secret, first) and _valid(secret, second)
+        # One message, two attempts: the same webhook-id, the receiver's idempotency key.
+        assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_{task_id}"
         assert orjson.loads(first.body)["output"] == orjson.loads(second.body)["output"]
 
         def attempts() -> list[dict[str, Any]]:

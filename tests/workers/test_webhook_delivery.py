@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from fixtures.processes import RedisServer, running_redis
 from fixtures.tenants import register_tenant
 from fixtures.webhooks import WebhookReceiver, hostile_receiver, running_receiver
+from standardwebhooks import Webhook
 
 from gateway.intake.admission import Submitter
 from gateway.tenancy.auth import KeyDirectory
@@ -27,6 +28,7 @@ from taskcore.contract import GenerationRequest
 from taskcore.records import TaskStatus
 from taskcore.settings import Settings
 from taskcore.store.worker import WorkerTaskStore
+from taskcore.webhooks.payload import new_secret, standard_secret, verify_legacy
 from workers.webhook_delivery import WebhookLoop
 
 JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
@@ -135,14 +137,86 @@ def _delivering(redis_url: str, **settings: Any) -> Iterator[None]:
         loop.stop()
 
 
-def _finished(server: RedisServer, callback: str, api_key: str = "") -> str:
+def _finished(server: RedisServer, callback: str, api_key: str = "", secret: str = "") -> str:
     """A task (of the tenant of ``api_key``, default a new one), SUCCEEDED, with its webhook
-    to ``callback`` due now."""
+    to ``callback`` due now; with ``secret``, the tenant's webhook secret is that."""
     task_id = _submit(server.url, callback, api_key)
+    if secret:
+        tenant = _tenant_of(server.client(), task_id)
+        server.client().set(redis_keys.tenant_webhook_secret(tenant), secret)
     store = WorkerTaskStore(server.client(), 3600)
     assert store.claim(task_id) is not None
     assert store.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "x/0.png"}])
     return task_id
+
+
+def _tenant_of(redis_client: Any, task_id: str) -> str:
+    return str(redis_client.hget(redis_keys.task(task_id), "tenant").decode())
+
+
+def _secret_of(redis_client: Any, task_id: str) -> str:
+    """The webhook secret of the task's tenant (the worker makes one where none is)."""
+    tenant = _tenant_of(redis_client, task_id)
+    return str(redis_client.get(redis_keys.tenant_webhook_secret(tenant)).decode())
+
+
+def test_deliveries_verify_with_the_standardwebhooks_library_and_the_old_pair_goes_when_off(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    redis_client = private_redis.client()
+    first = _finished(private_redis, receiver.url("/standard"))
+    with _delivering(private_redis.url):
+        [both] = receiver.take("/standard", 1)
+    second = _finished(private_redis, receiver.url("/standard-only"))
+    with _delivering(private_redis.url, webhook_legacy_signature=False):
+        [standard_only] = receiver.take("/standard-only", 1)
+    for task_id, received in ((first, both), (second, standard_only)):
+        secret = _secret_of(redis_client, task_id)
+        assert secret.startswith("whsec_")
+        sent = Webhook(secret).verify(received.body, received.headers)
+        assert sent["output"]["task_id"] == task_id
+        assert received.headers["webhook-id"] == f"msg_{task_id}"
+        assert received.headers["x-synthgate-task-id"] == task_id
+    assert verify_legacy(
+        _secret_of(redis_client, first),
+        both.headers["x-synthgate-timestamp"],
+        both.headers["x-synthgate-signature"],
+        both.body,
+    )
+    assert "x-synthgate-signature" not in standard_only.headers
+    assert "x-synthgate-timestamp" not in standard_only.headers
+
+
+def test_a_secret_made_before_standard_webhooks_keeps_working_in_both_schemes(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    old = "whsec_" + "Ab-_" * 10 + "xyz"  # the old form: 43 URL-safe base64 characters
+    _finished(private_redis, receiver.url("/old-secret"), secret=old)
+    with _delivering(private_redis.url):
+        [received] = receiver.take("/old-secret", 1)
+    headers = received.headers
+    Webhook(standard_secret(old)).verify(received.body, headers)  # the documented conversion
+    assert verify_legacy(
+        old, headers["x-synthgate-timestamp"], headers["x-synthgate-signature"], received.body
+    )
+
+
+def test_an_unusable_secret_is_an_attempt_error_and_a_new_secret_delivers(
+    private_redis: RedisServer, receiver: WebhookReceiver
+) -> None:
+    redis_client = private_redis.client()
+    task_id = _finished(private_redis, receiver.url("/bad-secret"), secret="whsec_not base64!")
+    tenant = _tenant_of(redis_client, task_id)
+    with _delivering(private_redis.url, webhook_backoff_seconds=0.2):
+        deadline = time.monotonic() + 30
+        while not _attempts(redis_client, task_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [failed] = _attempts(redis_client, task_id)
+        assert "secret is unusable" in failed["error"], failed
+        secret = new_secret()  # what the admin API's webhook-secret call stores
+        redis_client.set(redis_keys.tenant_webhook_secret(tenant), secret)
+        [received] = receiver.take("/bad-secret", 1)
+    Webhook(secret).verify(received.body, received.headers)
 
 
 def _attempts(redis_client: Any, task_id: str) -> list[dict[str, Any]]:

@@ -28,8 +28,10 @@ from taskcore.settings import Settings
 
 log = logging.getLogger("synthgate.gateway")
 
-# Answered while starting: the probes, and the metrics (synthgate_redis_up 0).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Answered while starting: the probes, the metrics (synthgate_redis_up 0), and the pages
+# that need no Redis: the API docs and schema, the web console's static files.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/docs/assets/", "/console/")
 
 
 class GatewayStartup:
@@ -94,14 +96,20 @@ def starting_up() -> ServiceUnavailable:
 
 
 class StartupGate:
-    """Answers 503 to every request but :data:`OPEN_PATHS` until the start-up is done."""
+    """Answers 503 to every request but :data:`OPEN_PATHS` and :data:`OPEN_PREFIXES` until
+    the start-up is done."""
 
     def __init__(self, app: ASGIApp, startup: GatewayStartup) -> None:
         self.app = app
         self.startup = startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.startup.ready or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if (
+            self.startup.ready
+            or scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         response = failure_reply(Request(scope, receive), starting_up())

@@ -14,6 +14,7 @@ import time
 import redis
 
 from taskcore import redis_keys
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -41,6 +42,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            health.tick(health.HEARTBEAT)
             now = time.time() * 1000
             try:
                 with self._redis.pipeline(transaction=False) as pipe:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import redis
 
 from taskcore.store.worker import WorkerTaskStore
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -62,7 +63,9 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         stop = threading.Event()
+        health.tick(health.LEASES)
         while not stop.wait(self._interval):
+            health.tick(health.LEASES)  # the thread turns, whether or not Redis answers
             try:
                 self.renew_now()
             except redis.RedisError as exc:  # Redis restarting: renew on the next beat

@@ -17,6 +17,7 @@ import redis
 from taskcore.fairqueue import PoolFeeder
 from taskcore.reaper import Reaper, ReaperTerms
 from taskcore.settings import Settings
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -43,6 +44,7 @@ class Upkeep:
     def _run(self) -> None:
         next_reap = time.monotonic()
         while not self._stop.is_set():
+            health.tick(health.UPKEEP)
             try:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self._reap_interval

@@ -63,7 +63,7 @@ from taskcore.webhooks.targets import (
     parse_target,
     resolve_async,
 )
-from workers import metrics
+from workers import health, metrics
 
 log = logging.getLogger("synthgate.worker.webhooks")
 
@@ -334,6 +334,7 @@ class WebhookLoop:
         poll = self._settings.webhook_poll_seconds
         try:
             while not self._stop.is_set():
+                health.tick(health.WEBHOOKS)
                 slots.freed.clear()
                 try:
                     await slots.fill()

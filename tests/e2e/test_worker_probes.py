@@ -1,7 +1,8 @@
 """A real worker's probes on its metrics port: ``/readyz`` turns 200 once the consumer is
-connected and the pipelines are warm, ``/livez`` is 200 while its loops turn and 503 once a
-pool process's lease thread stops (the process is SIGSTOPped), and 200 again after SIGCONT;
-the upstream worker answers both too."""
+connected and the pipelines are warm; ``/livez`` is 200 while its loops turn, 503 once a pool
+process's lease thread stops (the process is SIGSTOPped) or once the consumer loop is blocked
+(``tests/fixtures/stalling_worker.py``), and 200 again when they turn again; the same for the
+upstream worker's asyncio loop."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from fixtures.processes import SynthgateProcess, free_port, running_redis, wait_until
+from fixtures.simulator import account_json
 from fixtures.stack import Stack, start_stack
+from fixtures.stalling_worker import SIGNAL
 from fixtures.tasks import FINAL, body, submit, wait_status
 
 LEASE_STALL_SECONDS = 3.0
+LOOP_STALL_SECONDS = 2.0
+STALLING_WORKER = "tests.fixtures.stalling_worker"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,37 @@ def _probe(url: str) -> tuple[int, dict[str, Any]] | None:
     return answer.status_code, answer.json()
 
 
+def _status(url: str) -> int:
+    return (_probe(url) or (0, {}))[0]
+
+
+def _worker(gateway: Stack, tmp_path: Path, port: int, **env: str) -> SynthgateProcess:
+    """A worker (the stalling launcher) with the gateway's settings and ``env``."""
+    return SynthgateProcess(
+        "worker",
+        {
+            **{k: v for k, v in gateway.gateway.env.items() if k.startswith("SYNTHGATE_")},
+            "SYNTHGATE_WORKER_METRICS_PORT": str(port),
+            "SYNTHGATE_WORKER_LOOP_STALL_SECONDS": str(LOOP_STALL_SECONDS),
+            "STALL_SECONDS": "8",
+            **env,
+        },
+        tmp_path / "worker.log",
+        module=STALLING_WORKER,
+    )
+
+
+def _stall_loop_and_see_livez_fail_then_recover(worker: SynthgateProcess, base: str) -> None:
+    assert worker.process is not None
+    os.kill(worker.process.pid, SIGNAL)  # the loop sleeps 8 s
+    wait_until(lambda: _status(f"{base}/livez") == 503, 6, "livez 503 on a stalled loop")
+    status, live = _probe(f"{base}/livez") or (0, {})
+    assert status == 503, live
+    assert live["loop_tick_age_seconds"] > LOOP_STALL_SECONDS, live
+    assert any(p.startswith("loop last ticked") for p in live["problems"]), live
+    wait_until(lambda: _status(f"{base}/livez") == 200, 20, "livez 200 once the loop turns")
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()]
@@ -47,16 +83,13 @@ def test_a_gpu_workers_probes_follow_its_start_and_a_stalled_lease_thread(
     gateway: Stack, tmp_path: Path
 ) -> None:
     port = free_port()
-    worker = SynthgateProcess(
-        "worker",
-        {
-            **{k: v for k, v in gateway.gateway.env.items() if k.startswith("SYNTHGATE_")},
-            "SYNTHGATE_WORKER_QUEUES": "gpu.sd15",
-            "SYNTHGATE_WORKER_METRICS_PORT": str(port),
-            "SYNTHGATE_LEASE_SECONDS": "2",  # renewed every 0.5 s
-            "SYNTHGATE_WORKER_LEASE_STALL_SECONDS": str(LEASE_STALL_SECONDS),
-        },
-        tmp_path / "worker.log",
+    worker = _worker(
+        gateway,
+        tmp_path,
+        port,
+        SYNTHGATE_WORKER_QUEUES="gpu.sd15",
+        SYNTHGATE_LEASE_SECONDS="2",  # renewed every 0.5 s
+        SYNTHGATE_WORKER_LEASE_STALL_SECONDS=str(LEASE_STALL_SECONDS),
     )
     base = f"http://127.0.0.1:{port}"
     worker.start()
@@ -90,16 +123,21 @@ def test_a_gpu_workers_probes_follow_its_start_and_a_stalled_lease_thread(
         with httpx.Client(base_url=gateway.api, headers=gateway.headers(), timeout=30) as api:
             task_id = submit(api, body(steps=2))
             assert wait_status(api, task_id, FINAL)["output"]["task_status"] == "SUCCEEDED"
-        time.sleep(LEASE_STALL_SECONDS + 1)  # longer than the bound: the thread keeps ticking
+        time.sleep(LEASE_STALL_SECONDS + 1)  # longer than the bounds: everything keeps ticking
         status, live = _probe(f"{base}/livez") or (0, {})
         assert status == 200, live
         assert live["lease_renewal_age_seconds"] < LEASE_STALL_SECONDS, live
+        # Celery's event loop ticks every heartbeat (0.5 s here), not only at start.
+        assert live["loop_tick_age_seconds"] < LOOP_STALL_SECONDS, live
+        assert live["heartbeat_age_seconds"] < LOOP_STALL_SECONDS, live
         assert live["services"]["upkeep"] is not None, live
+
+        _stall_loop_and_see_livez_fail_then_recover(worker, base)
 
         (child,) = _children(worker.process.pid)
         os.kill(child, signal.SIGSTOP)
         stopped.append(child)
-        wait_until(lambda: (_probe(f"{base}/livez") or (0, {}))[0] == 503, 30, "livez 503")
+        wait_until(lambda: _status(f"{base}/livez") == 503, 30, "livez 503")
         status, live = _probe(f"{base}/livez") or (0, {})
         assert status == 503
         assert live["lease_renewal_age_seconds"] > LEASE_STALL_SECONDS, live
@@ -108,20 +146,38 @@ def test_a_gpu_workers_probes_follow_its_start_and_a_stalled_lease_thread(
 
         os.kill(child, signal.SIGCONT)
         stopped.remove(child)
-        wait_until(lambda: (_probe(f"{base}/livez") or (0, {}))[0] == 200, 30, "livez 200 again")
+        wait_until(lambda: _status(f"{base}/livez") == 200, 30, "livez 200 again")
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         worker.stop()
 
 
-def test_the_upstream_workers_probes_answer_200_with_its_loop_ticking(
-    upstream_stack: Stack,
+def test_the_upstream_workers_probes_follow_its_asyncio_loop(
+    gateway: Stack, tmp_path: Path
 ) -> None:
-    base = f"http://127.0.0.1:{upstream_stack.worker_metrics_ports[0]}"
-    wait_until(lambda: (_probe(f"{base}/readyz") or (0, {}))[0] == 200, 30, "upstream /readyz")
-    status, live = _probe(f"{base}/livez") or (0, {})
-    assert status == 200, live
-    assert live["loop_tick_age_seconds"] < 5, live
-    assert live["lease_renewal_age_seconds"] is not None, live
-    assert live["task_age_seconds"] is None  # its tasks are coroutines: the deadline fails them
+    port = free_port()
+    worker = _worker(
+        gateway,
+        tmp_path,
+        port,
+        SYNTHGATE_WORKER_QUEUES="upstream",
+        SYNTHGATE_UPSTREAM_ACCOUNTS=account_json(),
+        SYNTHGATE_UPSTREAM_BASE_URL="http://127.0.0.1:9/api/v1",  # idle: never called
+    )
+    base = f"http://127.0.0.1:{port}"
+    worker.start()
+    try:
+        wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "upstream /readyz")
+        assert (_probe(f"{base}/readyz") or (0, {}))[1]["ready"] == {"consumer": "1/1"}
+        time.sleep(LOOP_STALL_SECONDS + 1)
+        status, live = _probe(f"{base}/livez") or (0, {})
+        assert status == 200, live
+        assert live["loop_tick_age_seconds"] < LOOP_STALL_SECONDS, live
+        assert live["lease_renewal_age_seconds"] is not None, live
+        assert live["task_age_seconds"] is None  # its tasks are coroutines: the deadline ends them
+
+        _stall_loop_and_see_livez_fail_then_recover(worker, base)
+        assert _status(f"{base}/readyz") == 200
+    finally:
+        worker.stop()

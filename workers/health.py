@@ -228,8 +228,12 @@ class HealthBoard:
 
     def _entries(self) -> list[_Entry]:
         """What live processes recorded; a dead process's files are removed."""
-        entries = []
-        for path in self.folder.iterdir():
+        entries: list[_Entry] = []
+        try:
+            paths = list(self.folder.iterdir())
+        except FileNotFoundError:  # the worker is exiting: its folder went first
+            return entries
+        for path in paths:
             kind, _, rest = path.name.partition(".")
             what, _, pid_text = rest.rpartition(".")
             if not pid_text.isdigit() or not what:

@@ -47,9 +47,11 @@ def _status(url: str) -> int:
     return (_probe(url) or (0, {}))[0]
 
 
-def _worker(gateway: Stack, tmp_path: Path, port: int, **env: str) -> SynthgateProcess:
-    """A worker (the stalling launcher) with the gateway's settings and ``env``."""
-    return SynthgateProcess(
+def _start_worker(gateway: Stack, tmp_path: Path, **env: str) -> tuple[SynthgateProcess, str]:
+    """A worker (the stalling launcher) with the gateway's settings and ``env``, started;
+    and the base URL of its metrics port."""
+    port = free_port()
+    worker = SynthgateProcess(
         "worker",
         {
             **{k: v for k, v in gateway.gateway.env.items() if k.startswith("SYNTHGATE_")},
@@ -61,6 +63,8 @@ def _worker(gateway: Stack, tmp_path: Path, port: int, **env: str) -> SynthgateP
         tmp_path / "worker.log",
         module=STALLING_WORKER,
     )
+    worker.start()
+    return worker, f"http://127.0.0.1:{port}"
 
 
 def _stall_loop_and_see_livez_fail_then_recover(worker: SynthgateProcess, base: str) -> None:
@@ -82,17 +86,13 @@ def _children(pid: int) -> list[int]:
 def test_a_gpu_workers_probes_follow_its_start_and_a_stalled_lease_thread(
     gateway: Stack, tmp_path: Path
 ) -> None:
-    port = free_port()
-    worker = _worker(
+    worker, base = _start_worker(
         gateway,
         tmp_path,
-        port,
         SYNTHGATE_WORKER_QUEUES="gpu.sd15",
         SYNTHGATE_LEASE_SECONDS="2",  # renewed every 0.5 s
         SYNTHGATE_WORKER_LEASE_STALL_SECONDS=str(LEASE_STALL_SECONDS),
     )
-    base = f"http://127.0.0.1:{port}"
-    worker.start()
     assert worker.process is not None
     stopped: list[int] = []
     try:
@@ -156,17 +156,13 @@ def test_a_gpu_workers_probes_follow_its_start_and_a_stalled_lease_thread(
 def test_the_upstream_workers_probes_follow_its_asyncio_loop(
     gateway: Stack, tmp_path: Path
 ) -> None:
-    port = free_port()
-    worker = _worker(
+    worker, base = _start_worker(
         gateway,
         tmp_path,
-        port,
         SYNTHGATE_WORKER_QUEUES="upstream",
         SYNTHGATE_UPSTREAM_ACCOUNTS=account_json(),
         SYNTHGATE_UPSTREAM_BASE_URL="http://127.0.0.1:9/api/v1",  # idle: never called
     )
-    base = f"http://127.0.0.1:{port}"
-    worker.start()
     try:
         wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "upstream /readyz")
         assert (_probe(f"{base}/readyz") or (0, {}))[1]["ready"] == {"consumer": "1/1"}

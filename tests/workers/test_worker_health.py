@@ -10,7 +10,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,24 @@ def test_the_loop_bound_waits_while_the_consumer_is_not_connected(
     assert not board.liveness()[0]
 
 
-def _tick_then_wait(folder: Path, started: Any, release: Any) -> None:
+@contextmanager
+def _another_process(folder: Path, record: Callable[[], None]) -> Iterator[int]:
+    """A forked process that records into ``folder`` and waits; its pid, for the block."""
+    fork = multiprocessing.get_context("fork")
+    started, release = fork.Event(), fork.Event()
+    child = fork.Process(target=_record_then_wait, args=(folder, record, started, release))
+    child.start()
+    try:
+        assert started.wait(10) and child.pid is not None
+        yield child.pid
+    finally:
+        release.set()
+        child.join(10)
+
+
+def _record_then_wait(folder: Path, record: Callable[[], None], started: Any, release: Any) -> None:
     health.configure(folder)
-    health.tick(health.LEASES)
+    record()
     started.set()
     release.wait(30)
 
@@ -88,24 +105,16 @@ def _tick_then_wait(folder: Path, started: Any, release: Any) -> None:
 def test_one_stalled_lease_thread_among_processes_fails_and_a_dead_ones_files_go(
     board: health.HealthBoard,
 ) -> None:
-    fork = multiprocessing.get_context("fork")
-    started, release = fork.Event(), fork.Event()
-    child = fork.Process(target=_tick_then_wait, args=(board.folder, started, release))
-    child.start()
-    try:
-        assert started.wait(10)
+    with _another_process(board.folder, partial(health.tick, health.LEASES)) as pid:
         health.tick(health.LEASES)  # this process's lease thread is fine
-        _age(board.folder, f"beat.leases.{child.pid}", 25)
+        _age(board.folder, f"beat.leases.{pid}", 25)
         ok, answer = board.liveness()
         assert not ok
         assert answer["lease_renewal_age_seconds"] >= 25
-        assert f"pid {child.pid}" in answer["problems"][0]
-    finally:
-        release.set()
-        child.join(10)
+        assert f"pid {pid}" in answer["problems"][0]
     ok, answer = board.liveness()  # the stalled process is gone: its beat no longer counts
     assert ok, answer
-    assert not (board.folder / f"beat.leases.{child.pid}").exists()
+    assert not (board.folder / f"beat.leases.{pid}").exists()
 
 
 def test_a_task_running_past_its_limit_fails_liveness_and_ends_cleanly(
@@ -133,12 +142,7 @@ def test_readiness_waits_for_every_expected_mark(board: health.HealthBoard) -> N
     assert "the consumer is not connected yet" in answer["reason"]
     assert "pipelines loaded and warm in 1 of 2 processes" in answer["reason"]
 
-    fork = multiprocessing.get_context("fork")
-    started, release = fork.Event(), fork.Event()
-    child = fork.Process(target=_mark_then_wait, args=(board.folder, started, release))
-    child.start()
-    try:
-        assert started.wait(10)
+    with _another_process(board.folder, partial(health.mark_ready, health.PIPELINES)):
         health.mark_ready(health.CONSUMER)
         ok, answer = board.readiness()
         assert ok and answer == {
@@ -148,16 +152,6 @@ def test_readiness_waits_for_every_expected_mark(board: health.HealthBoard) -> N
         }
         health.clear_ready(health.CONSUMER)  # the broker connection was lost
         assert not board.readiness()[0]
-    finally:
-        release.set()
-        child.join(10)
-
-
-def _mark_then_wait(folder: Path, started: Any, release: Any) -> None:
-    health.configure(folder)
-    health.mark_ready(health.PIPELINES)
-    started.set()
-    release.wait(30)
 
 
 def test_nothing_is_recorded_without_a_folder(tmp_path: Path) -> None:

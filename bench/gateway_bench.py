@@ -19,7 +19,9 @@ load generator (``bench/loadgen.py``) is a process of its own. Scenarios:
   client send → worker claim; and the size of a finished record (n=4, 75 words).
 - ``e2e``: submits to a real ``synthgate worker`` running the tiny demo SD1.5 pipeline.
 
-The table goes to ``--out`` (``bench/results/gateway.md``, and ``gateway.json``).
+The table goes to ``--out`` (``bench/results/gateway.md``, and ``gateway.json``). While it
+runs, stderr says when each scenario starts and ends (its time and headline figures), and
+each measurement as it is made.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH)]
@@ -57,11 +61,53 @@ SCENARIOS = ("submit", "fetch", "list", "pickup", "e2e")
 Rows = list[dict[str, Any]]
 
 
+class Progress:
+    """Says on ``stream`` (stderr) what the benchmark is doing: a scenario's start, each
+    measurement as it is made, a scenario's end with its time and headline figures."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._started = time.perf_counter()
+
+    def say(self, text: str) -> None:
+        elapsed = time.perf_counter() - self._started
+        print(f"[bench {elapsed:6.1f}s] {text}", file=self._stream, flush=True)
+
+    def measured(self, row: dict[str, Any]) -> None:
+        self.say(f"  {headline(row)}")
+
+    @contextmanager
+    def scenario(self, name: str) -> Iterator[Rows]:
+        """A scenario's block; the rows it adds to the list it is given are its figures."""
+        rows: Rows = []
+        self.say(f"{name}: starting")
+        started = time.perf_counter()
+        try:
+            yield rows
+        except BaseException:
+            self.say(f"{name}: FAILED after {time.perf_counter() - started:.1f}s")
+            raise
+        best = max(rows, key=lambda row: float(row.get("throughput", 0)), default=None)
+        figure = f"; best: {headline(best)}" if best is not None else ""
+        self.say(f"{name}: done in {time.perf_counter() - started:.1f}s{figure}")
+
+
+def headline(row: dict[str, Any]) -> str:
+    """A row's figures in one line: what, for whom, per second and the median latency."""
+    figures = [f"{float(row['throughput']):,.0f}/s"] if "throughput" in row else []
+    p50 = row.get("latency_ms", {}).get("p50")
+    if p50 is not None:
+        figures.append(f"p50 {float(p50):.1f} ms")
+    return f"{row['scenario']} [{row['target']}]: {', '.join(figures) or 'measured'}"
+
+
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return max(rows, key=lambda row: float(row["throughput"]))
 
 
-def run_http(workdir: Path, knobs: Knobs, wanted: set[str], args: argparse.Namespace) -> Rows:
+def run_http(
+    workdir: Path, knobs: Knobs, wanted: set[str], args: argparse.Namespace, progress: Progress
+) -> Rows:
     """submit and fetch: synthgate against the baseline on one Redis, alternately, the best
     of ``--rounds`` runs each; with ``--processes N``, synthgate in N processes too."""
     rows: Rows = []
@@ -78,15 +124,19 @@ def run_http(workdir: Path, knobs: Knobs, wanted: set[str], args: argparse.Names
             for _ in range(args.rounds):
                 for server in servers:
                     tries[server.name].append(submit_peak(bench, server, knobs))
+                    progress.measured(tries[server.name][-1])
             rows += [_best(tries[server.name]) for server in servers]
             rows.append(submit_at(bench, ours, knobs, round(rows[0]["throughput"] / 2)))
+            progress.measured(rows[-1])
         if "fetch" in wanted:
             if not task_ids(bench, 1):
                 submit_at(bench, ours, Knobs(duration=1, connections=4), 200)
             ids = task_ids(bench, 1000)
             for server in servers:
                 rows.append(_best([fetch(bench, server, knobs, ids) for _ in range(args.rounds)]))
+                progress.measured(rows[-1])
         if "submit" in wanted:
+            progress.say("  in-process costs of a submit and a fetch")
             rows += app_costs(bench, 50 if args.smoke else 2000)
     return rows
 
@@ -175,16 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     facts: dict[str, Any] = {}
+    progress = Progress()
     with tempfile.TemporaryDirectory(prefix="synthgate-bench-") as folder:
         workdir = Path(folder)
-        if wanted & {"submit", "fetch"}:
-            rows += run_http(workdir, knobs, wanted, args)
+        http = [name for name in SCENARIOS if name in wanted & {"submit", "fetch"}]
+        if http:
+            with progress.scenario(" and ".join(http)) as made:
+                made += run_http(workdir, knobs, wanted, args, progress)
+            rows += made
         if "list" in wanted:
-            rows += run_list(workdir, args, facts)
+            with progress.scenario("list") as made:
+                made += run_list(workdir, args, facts)
+            progress.say(f"  {facts['populate']}")
+            rows += made
         if "pickup" in wanted:
-            rows += run_pickup(workdir, knobs, facts)
+            with progress.scenario("pickup") as made:
+                made += run_pickup(workdir, knobs, facts)
+            rows += made
         if "e2e" in wanted:
-            rows += run_e2e(workdir, knobs, args)
+            with progress.scenario("e2e") as made:
+                made += run_e2e(workdir, knobs, args)
+            rows += made
     command = "bench/gateway_bench.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway.md").write_text(markdown(rows, facts, command.strip()))

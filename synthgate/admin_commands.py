@@ -31,6 +31,7 @@ from gateway.tenancy.models import (
     UnknownTenant,
     Webhooks,
 )
+from synthgate.command_help import command_parser
 from taskcore.settings import Settings
 
 Action = Callable[[TenantDirectory, argparse.Namespace], Awaitable[None]]
@@ -208,7 +209,7 @@ def _limit_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
 
 def _tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tenants = sub.add_parser("tenants", help="create, list, show, update, disable tenants")
+    tenants = command_parser(sub, "tenants")
     actions = tenants.add_subparsers(dest="action_name", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="a new tenant and its first API key")
     create.add_argument("name")
@@ -238,7 +239,7 @@ def _tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="create, list, revoke API keys")
+    keys = command_parser(sub, "keys")
     actions = keys.add_subparsers(dest="action_name", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="a new API key for a tenant")
     create.add_argument("tenant")

@@ -1,4 +1,6 @@
-"""The ``synthgate`` command: ``serve``, ``worker`` and ``run`` (both, for one machine)."""
+"""The ``synthgate`` command: ``serve``, ``worker``, ``run`` (both, for one machine), the
+simulator and the admin commands; what each says in ``--help`` is in
+:mod:`synthgate.command_help`."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from gateway.tenancy.auth import generate_api_key
 from synthgate.admin_commands import COMMANDS as ADMIN_COMMANDS
 from synthgate.admin_commands import add_admin_commands, run_admin_command
+from synthgate.command_help import SUMMARY, command_parser
 from synthgate.storage_commands import add_storage_commands
 from taskcore.catalog import is_upstream_pool
 from taskcore.logs import configure_logging
@@ -69,7 +73,8 @@ def _prepare_processes(settings: Settings) -> None:
 
 
 def worker(settings: Settings) -> None:
-    """One Celery worker for the local pools (imports the worker code only here)."""
+    """A worker for the pools of ``SYNTHGATE_WORKER_QUEUES``: a Celery worker for GPU pools,
+    the asyncio upstream worker for upstream pools (imports the worker code only here)."""
     from workers.metrics_http import serve_worker_metrics
 
     serve_worker_metrics(settings)  # first: it decides how prometheus_client keeps samples
@@ -202,7 +207,7 @@ def simulate_upstream(args: argparse.Namespace) -> None:
 
 
 def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = sub.add_parser("simulate-upstream", help="serve a DashScope protocol simulator")
+    sim = command_parser(sub, "simulate-upstream")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8100)
     sim.add_argument("--latency", type=float, default=2.0, help="mean seconds per task")
@@ -232,17 +237,28 @@ def _simulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthgate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("serve", help="the gateway").set_defaults(handler=serve)
-    sub.add_parser("worker", help="one Celery worker").set_defaults(handler=worker)
-    sub.add_parser("run", help="gateway + worker (+ Redis) on one machine").set_defaults(
-        handler=run
+    parser = argparse.ArgumentParser(
+        prog="synthgate",
+        description=SUMMARY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"synthgate {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    command_parser(sub, "serve").set_defaults(handler=serve)
+    command_parser(sub, "worker").set_defaults(handler=worker)
+    command_parser(sub, "run").set_defaults(handler=run)
     _simulator_parser(sub)
     add_storage_commands(sub)
     add_admin_commands(sub)
     return parser
+
+
+def package_version() -> str:
+    """The installed synthgate's version (``pip install`` / ``make install`` records it)."""
+    try:
+        return version("synthgate")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synthgate.command_help import command_parser
 from taskcore.settings import Settings
 
 
@@ -48,7 +49,7 @@ def sweep(settings: Settings) -> None:
 
 
 def add_storage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    storage = sub.add_parser("storage", help="image retention: S3 lifecycle rule, local sweep")
+    storage = command_parser(sub, "storage")
     actions = storage.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("apply-lifecycle", help="put the expiry rule on the S3 bucket").set_defaults(
         handler=apply_lifecycle

@@ -177,6 +177,15 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     visibility_timeout_seconds: int = Field(default=7_200, ge=60)
 
+    # Worker probes on the metrics port (docs/observability.md): /livez fails when the
+    # consumer loop (or the heartbeat, upkeep, webhook delivery) has not ticked for
+    # worker_loop_stall_seconds (0: max(30, 6 x worker_heartbeat_seconds)), when a
+    # lease-renewal thread has not for worker_lease_stall_seconds (0: 2 x lease_seconds),
+    # or when a GPU task has run worker_task_overrun_seconds past task_deadline_seconds.
+    worker_loop_stall_seconds: float = Field(default=0.0, ge=0)
+    worker_lease_stall_seconds: float = Field(default=0.0, ge=0)
+    worker_task_overrun_seconds: float = Field(default=300.0, ge=0)
+
     # The model catalog (docs/upstream.md): a YAML or JSON file whose entries add to, or
     # replace, the built-in ones (taskcore/models.yaml).
     model_catalog: Path | None = None

@@ -7,13 +7,14 @@ import socket
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
 from taskcore.catalog import is_upstream_pool
 from taskcore.celery_queue import GENERATE_TASK, create_celery
 from taskcore.logs import uses_json
 from taskcore.settings import Settings
+from workers import health
 from workers.generate import run_generate
 from workers.heartbeat import Heartbeat
 from workers.runtime import get_runtime, served_queues
@@ -37,13 +38,20 @@ def create_worker_app(settings: Settings) -> Celery:
     # handler of its own and leaves stdout alone, in this process and in its children.
     setup_logging.connect(_logging_is_configured, weak=False)
 
+    app.steps["consumer"].add(_consumer_ticks(health.Bounds.from_settings(settings).loop_interval))
+    # Ready once the consumer is connected and every pool process has its pipelines warm.
+    health.expect(health.CONSUMER)
+    health.expect(health.PIPELINES, settings.worker_concurrency)
+
     @app.task(name=GENERATE_TASK, ignore_result=True)
     def generate(task_id: str) -> None:
-        run_generate(task_id, get_runtime(settings))
+        with health.task_running(task_id):
+            run_generate(task_id, get_runtime(settings))
 
     @worker_process_init.connect(weak=False)
     def _load_models(**_: Any) -> None:
         get_runtime(settings).preload()
+        health.mark_ready(health.PIPELINES)
 
     heartbeat: list[Heartbeat] = []
 
@@ -62,6 +70,33 @@ def create_worker_app(settings: Settings) -> Celery:
             beat.stop()
 
     return app
+
+
+def _consumer_ticks(interval: float) -> type[bootsteps.StartStopStep]:
+    """A consumer step that ticks the loop beat from Celery's event loop (its timer fires
+    there), and marks the consumer ready while it is connected to the broker."""
+
+    class ConsumerTicks(bootsteps.StartStopStep):  # type: ignore[misc]  # untyped Celery
+        requires = ("celery.worker.consumer.tasks:Tasks",)  # started: consuming
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self._entry: Any = None
+
+        def start(self, parent: Any) -> None:
+            health.tick(health.LOOP)
+            self._entry = parent.timer.call_repeatedly(interval, health.tick, (health.LOOP,))
+            health.mark_ready(health.CONSUMER)
+
+        def stop(self, parent: Any) -> None:  # the connection was lost, or shutdown
+            health.clear_ready(health.CONSUMER)
+            if self._entry is not None:
+                self._entry.cancel()
+                self._entry = None
+
+        shutdown = stop
+
+    return ConsumerTicks
 
 
 def _logging_is_configured(**_: Any) -> None:

@@ -15,6 +15,7 @@ import redis
 
 from taskcore import redis_keys
 from taskcore.redis_startup import RedisAway
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -44,6 +45,7 @@ class Heartbeat:
         # No backoff here: a beat is due as soon as Redis is back, or the pool looks dead.
         away = RedisAway(None, "the heartbeat waits for it")
         while not self._stop.is_set():
+            health.tick(health.HEARTBEAT)
             now = time.time() * 1000
             try:
                 with self._redis.pipeline(transaction=False) as pipe:

@@ -17,6 +17,7 @@ import redis
 
 from taskcore.redis_startup import RedisAway
 from taskcore.store.worker import WorkerTaskStore
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -64,7 +65,9 @@ class LeaseKeeper:
     def _run(self) -> None:
         stop = threading.Event()
         away = RedisAway(None, "lease renewals wait for it")  # no backoff: leases run out
+        health.tick(health.LEASES)
         while not stop.wait(self._interval):
+            health.tick(health.LEASES)  # the thread turns, whether or not Redis answers
             try:
                 self.renew_now()
                 if self._held:  # else Redis was not asked

@@ -10,20 +10,34 @@ it keeps the last value of a dead pod forever and adds a component to run.
 
 prometheus_client picks its storage when it is first imported, so
 :func:`serve_worker_metrics` runs before any worker code is imported.
+
+The same server answers the worker's probes: ``/livez`` and ``/readyz`` (see
+:mod:`workers.health`), 200 or 503 with a JSON body; every other path is the metrics.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from taskcore.settings import Settings
+from workers import health
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HEALTH_FOLDER = "health"  # under the samples folder: prometheus_client reads only *.db there
+
+# A WSGI application, as wsgiref calls it.
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def serve_worker_metrics(settings: Settings) -> str | None:
@@ -40,13 +54,16 @@ def serve_worker_metrics(settings: Settings) -> str | None:
     atexit.register(_remove_folder, folder, os.getpid())
 
     from celery.signals import worker_process_shutdown
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    health_folder = Path(folder) / HEALTH_FOLDER
+    health.configure(health_folder)
+    board = health.HealthBoard(health_folder, health.Bounds.from_settings(settings))
     try:
-        start_http_server(port, registry=registry)
+        _serve_forever(port, worker_http_app(make_wsgi_app(registry), board))
     except OSError as exc:
         raise SystemExit(
             f"synthgate worker: cannot serve metrics on port {port} "
@@ -56,11 +73,48 @@ def serve_worker_metrics(settings: Settings) -> str | None:
     return folder
 
 
+def worker_http_app(metrics: WSGIApp, board: health.HealthBoard) -> WSGIApp:
+    """``/livez`` and ``/readyz`` from ``board``; every other path to ``metrics``."""
+    probes = {"/livez": board.liveness, "/readyz": board.readiness}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics(environ, start_response)
+        ok, answer = probe()
+        body = json.dumps(answer).encode()
+        status = "200 OK" if ok else "503 Service Unavailable"
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ]
+        start_response(status, headers)
+        return [body]
+
+    return app
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scrape never holds the worker's exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes every few seconds are no news."""
+
+
+def _serve_forever(port: int, app: WSGIApp) -> None:
+    server = make_server("0.0.0.0", port, app, _ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="synthgate-metrics", daemon=True).start()
+
+
 def _child_exited(**_: Any) -> None:
-    """Drop a finished child's live gauges (tasks running) from the sums."""
+    """Drop a finished child's live gauges (tasks running) and its ticks from the sums."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+    health.forget_process(os.getpid())
 
 
 def _remove_folder(folder: str, owner: int) -> None:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,10 +104,21 @@ class LocalBackend:
     def preload(self, queue: str) -> None:
         """Load the pipelines of ``queue``'s models now, not in its first task."""
         _route_library_logs()  # before loading: diffusers and transformers log on import
-        for spec in self.catalog.models.values():
-            if spec.local and spec.pool == queue:
-                log.info("loading the %s pipeline of %s", spec.family, spec.name)
-                self.diffusers.load(pipeline_of(spec))
+        specs = [s for s in self.catalog.models.values() if s.local and s.pool == queue]
+        started = time.monotonic()
+        for done, spec in enumerate(specs, 1):
+            log.info(
+                "pool %s: loading the %s pipeline of %s (%d of %d)",
+                queue,
+                spec.family,
+                spec.name,
+                done,
+                len(specs),
+            )
+            self.diffusers.load(pipeline_of(spec))
+        log.info(
+            "pool %s: %d pipelines ready in %.1fs", queue, len(specs), time.monotonic() - started
+        )
 
 
 def _each(*hooks: StepHook | None) -> StepHook:

@@ -18,6 +18,7 @@ from taskcore.fairqueue import PoolFeeder
 from taskcore.reaper import Reaper, ReaperTerms
 from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
+from workers import health
 
 log = logging.getLogger("synthgate.worker")
 
@@ -45,6 +46,7 @@ class Upkeep:
     def _run(self) -> None:
         next_reap = time.monotonic()
         while not self._stop.is_set():
+            health.tick(health.UPKEEP)
             try:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self._reap_interval

@@ -38,7 +38,7 @@ from taskcore.settings import Settings
 from taskcore.store.async_worker import AsyncWorkerTaskStore
 from taskcore.store.claims import Claim
 from taskcore.upstream_accounts import AccountSlots, Taken
-from workers import metrics
+from workers import health, metrics
 from workers.backends.upstream import AccountUse, UpstreamBackend
 from workers.generate import (
     Verdict,
@@ -59,6 +59,7 @@ _POP_TIMEOUT_SECONDS = 1  # how often an idle consumer looks at its stop flag
 _IDLE_SECONDS = 0.1  # how often a worker with room looks for tasks while none can be taken
 _POP_BATCH = 64  # messages taken in one round trip, at most
 _COPY_GRACE_SECONDS = 0.5  # see _Progress
+_TICK_SECONDS = 1.0  # the loop's liveness tick (workers/health.py)
 
 
 class UpstreamWorker:
@@ -103,12 +104,16 @@ class UpstreamWorker:
         slots = AccountSlots(client, self._backend.accounts())
         running: set[asyncio.Task[None]] = set()
         renewer = asyncio.create_task(self._renew_forever(store))
+        ticker = asyncio.create_task(health.tick_forever(health.LOOP, _TICK_SECONDS))
         try:
             await slots.register()
+            health.mark_ready(health.CONSUMER)  # Redis answered: the consumer starts
             await self._consume(store, slots, running)
             await self._drain(store, running)
         finally:
             renewer.cancel()
+            ticker.cancel()
+            health.clear_ready(health.CONSUMER)
             await client.aclose()
             await self._backend.aclose()
 
@@ -247,6 +252,7 @@ class UpstreamWorker:
         interval = self._settings.lease_seconds / 4
         away = RedisAway(self._settings, "lease renewals wait for it")  # no backoff: leases
         while True:
+            health.tick(health.LEASES)
             await asyncio.sleep(interval)
             try:
                 held = sorted(self._held)
@@ -415,6 +421,7 @@ def run_upstream_worker(settings: Settings, hostname: str) -> None:
         redis.Redis.from_url(settings.redis_url), pools, hostname, settings.worker_heartbeat_seconds
     )
     services: list[Service] = [heartbeat, *worker_services(settings, pools)]
+    health.expect(health.CONSUMER)
     for service in services:
         service.start()
     log.info("worker ready for %s", ", ".join(pools))

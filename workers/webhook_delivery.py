@@ -58,7 +58,7 @@ from taskcore.webhooks.targets import (
     parse_target,
     resolve_async,
 )
-from workers import metrics
+from workers import health, metrics
 
 log = logging.getLogger("synthgate.worker.webhooks")
 
@@ -331,6 +331,7 @@ class WebhookLoop:
         away = RedisAway(self._settings, "webhook deliveries wait for it")
         try:
             while not self._stop.is_set():
+                health.tick(health.WEBHOOKS)
                 slots.freed.clear()
                 try:
                     await slots.fill()

@@ -6,7 +6,9 @@ the list totals right), never how fast anything was: timing goals live in bench/
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,39 @@ def test_every_scenario_runs_tiny_and_writes_its_table(
     assert result["facts"]["record_bytes"] > 0
     table = (tmp_path / "gateway.md").read_text()
     assert "| submit (peak) | baseline |" in table and "| goal | measured |" in table
+    # Progress on stderr: each scenario's start, its measurements, its end with a figure.
+    said = done.stderr
+    for scenario in ("submit and fetch", "list", "pickup", "e2e"):
+        assert f"] {scenario}: starting" in said, said[-3000:]
+        assert re.search(rf"\] {scenario}: done in \d+\.\ds; best: .+/s", said), said[-3000:]
+    assert re.search(r"\]   submit \(peak\) \[baseline\]: [\d,]+/s, p50 \d", said), said[-3000:]
+    assert said.index("e2e: starting") > said.index("pickup: done")
+    assert ": starting" not in done.stdout  # stdout stays the table
+
+
+def test_progress_says_when_each_scenario_starts_and_ends_with_its_headline() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gateway_bench
+
+    stream = io.StringIO()
+    progress = gateway_bench.Progress(stream)
+    row = {"scenario": "fetch", "target": "synthgate", "throughput": 1234.5}
+    with progress.scenario("fetch") as rows:
+        rows.append({**row, "latency_ms": {"p50": 2.25}})
+        progress.measured(rows[-1])
+    with pytest.raises(RuntimeError), progress.scenario("list"):
+        raise RuntimeError("redis-server did not start")
+    lines = stream.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "fetch: starting",
+        "  fetch [synthgate]: 1,234/s, p50 2.2 ms",
+        lines[2].split("] ", 1)[1],
+        "list: starting",
+        lines[4].split("] ", 1)[1],
+    ]
+    assert re.fullmatch(
+        r"\[bench +\d+\.\ds\] fetch: done in \d+\.\ds; best: fetch "
+        r"\[synthgate\]: 1,234/s, p50 2\.2 ms",
+        lines[2],
+    )
+    assert re.fullmatch(r"\[bench +\d+\.\ds\] list: FAILED after \d+\.\ds", lines[4])

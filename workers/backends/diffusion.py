@@ -294,39 +294,53 @@ class DiffusersBackend:
         )
 
     def _load_uncached(self, kind: str) -> DiffusionPipeline:
+        """Load, place and speed up one pipeline, logging each step and its time (a real
+        SDXL takes tens of seconds to read, minutes to compile)."""
         import torch
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         started = time.monotonic()
-        path = self._weights_path(kind)
         device = self._resolve_device()
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         family = self._family(kind)
-        # diffusers 0.42 deprecates torch_dtype= for dtype=, which older releases
-        # ignore; only then cast afterwards (the cast warns, so not always).
-        if family == "sd15":
-            pipe = StableDiffusionPipeline.from_pretrained(
-                path, dtype=dtype, safety_checker=None, requires_safety_checker=False
-            )
-        else:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                path, dtype=dtype, **self._sdxl_vae(dtype)
-            )
+        source = "configured weights" if self._weights[kind] is not None else "demo weights"
+        logger.info("%s pipeline (%s): loading %s as %s on %s", kind, family, source, dtype, device)
+        step = time.monotonic()
+        path = self._weights_path(kind)
+        if self._weights[kind] is None:
+            logger.info("%s pipeline: demo weights ready in %s (%.1fs)", kind, path, _since(step))
+        step = time.monotonic()
+        pipe = self._from_pretrained(family, path, dtype)
+        logger.info("%s pipeline: read from %s in %.1fs", kind, path, _since(step))
+        step = time.monotonic()
         if pipe.dtype != dtype:
             pipe.to(dtype=dtype)
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
+        logger.info("%s pipeline: moved to %s (%s) in %.1fs", kind, device, dtype, _since(step))
+        _warn_if_vae_upcasts(pipe, family)
+        step = time.monotonic()
+        optimize_pipeline(pipe, family, self.options)
+        logger.info("%s pipeline: sped up in %.1fs", kind, _since(step))
         logger.info(
             "loaded %s pipeline from %s on %s (%s) in %.1fs",
             kind,
             path,
             device,
             dtype,
-            time.monotonic() - started,
+            _since(started),
         )
-        _warn_if_vae_upcasts(pipe, family)
-        optimize_pipeline(pipe, family, self.options)
         return pipe
+
+    def _from_pretrained(self, family: str, path: Path, dtype: torch.dtype) -> DiffusionPipeline:
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        # diffusers 0.42 deprecates torch_dtype= for dtype=, which older releases
+        # ignore; the caller casts afterwards only then (the cast warns, so not always).
+        if family == "sd15":
+            return StableDiffusionPipeline.from_pretrained(
+                path, dtype=dtype, safety_checker=None, requires_safety_checker=False
+            )
+        return StableDiffusionXLPipeline.from_pretrained(path, dtype=dtype, **self._sdxl_vae(dtype))
 
     def _sdxl_vae(self, dtype: torch.dtype) -> dict[str, object]:
         """``from_pretrained`` arguments that swap in the configured SDXL VAE, if any."""
@@ -349,6 +363,10 @@ class DiffusersBackend:
         if self._device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self._device
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
 
 
 def _split(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from taskcore.contract import GenerationRequest, ImageOutcome
+from taskcore.settings import Settings
 from workers.backends.demo_weights import build_demo_pipeline
 from workers.backends.diffusion import (
     ALGO_ERROR,
@@ -24,6 +26,7 @@ from workers.backends.diffusion import (
     StepHook,
     kind_for_model,
 )
+from workers.runtime import LocalBackend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -251,3 +254,44 @@ def test_importing_the_backend_does_not_import_torch() -> None:
         "sys.exit(f'imported {sorted(heavy)}' if heavy else 0)"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
+
+
+def test_loading_a_pipeline_logs_each_step_with_its_source_and_time(
+    demo_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    configured = DiffusersBackend({"sd15": demo_cache / "sd15"}, demo_cache, device="cpu")
+    with caplog.at_level(logging.INFO, logger="synthgate.workers.diffusion"):
+        configured.load("sd15")
+    said = [r.getMessage() for r in caplog.records if r.name == "synthgate.workers.diffusion"]
+    steps = [
+        r"sd15 pipeline \(sd15\): loading configured weights as torch\.float32 on cpu",
+        rf"sd15 pipeline: read from {re.escape(str(demo_cache / 'sd15'))} in \d+\.\ds",
+        r"sd15 pipeline: moved to cpu \(torch\.float32\) in \d+\.\ds",
+        r"sd15 pipeline: sped up in \d+\.\ds",
+        r"loaded sd15 pipeline from .+ on cpu \(torch\.float32\) in \d+\.\ds",
+    ]
+    matched = [next(i for i, m in enumerate(said) if re.fullmatch(s, m)) for s in steps]
+    assert matched == sorted(matched), said  # in this order
+
+    caplog.clear()
+    demo = DiffusersBackend({"sd15": None}, demo_cache, device="cpu")
+    with caplog.at_level(logging.INFO, logger="synthgate.workers.diffusion"):
+        demo.load("sd15")
+        demo.load("sd15")  # kept: no second load
+    said = [r.getMessage() for r in caplog.records if r.name == "synthgate.workers.diffusion"]
+    assert sum(m.startswith("sd15 pipeline (sd15): loading demo weights") for m in said) == 1
+    assert any(
+        re.fullmatch(r"sd15 pipeline: demo weights ready in .+ \(\d+\.\ds\)", m) for m in said
+    )
+
+
+def test_preload_logs_each_pipeline_of_the_pool_and_the_total(
+    demo_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    diffusers = DiffusersBackend({"sd15": None, "sdxl": None}, demo_cache, device="cpu")
+    local = LocalBackend(diffusers, Settings().catalog)
+    with caplog.at_level(logging.INFO, logger="synthgate.worker"):
+        local.preload("gpu.sd15")
+    said = [r.getMessage() for r in caplog.records if r.name == "synthgate.worker"]
+    assert said[0] == "pool gpu.sd15: loading the sd15 pipeline of stable-diffusion-v1.5 (1 of 1)"
+    assert re.fullmatch(r"pool gpu\.sd15: 1 pipelines ready in \d+\.\ds", said[-1]), said

@@ -45,8 +45,9 @@ class SettingGroup:
 
 GROUPS: dict[str, SettingGroup] = {
     "core": SettingGroup(
-        "Redis, logs, the model catalog",
+        "Redis (by URL or through Sentinel), logs, the model catalog",
         names=("redis_url", "log_level", "log_format", "model_catalog", "routes"),
+        prefixes=("redis_sentinel", "redis_min_", "redis_wait_"),
     ),
     "gateway": SettingGroup(
         "the HTTP gateway",
@@ -65,7 +66,7 @@ GROUPS: dict[str, SettingGroup] = {
             "open_streams_per_tenant",
             "console_enabled",
         ),
-        prefixes=("events_", "openai_"),
+        prefixes=("events_", "openai_", "api_docs"),
     ),
     "tenants": SettingGroup(
         "tenants and keys", names=("admin_token", "dev_api_key", "dev_tenant", "key_cache_seconds")

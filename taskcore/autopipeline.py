@@ -100,8 +100,14 @@ class AutoPipeline:
                     acked = replies.pop()
                     if isinstance(acked, Exception):
                         raise acked
-                    for write in sorted({call[4] for call in batch if call[4]}):
-                        confirmed = self._replicas.confirmed(write, int(acked))
+                    ran = {
+                        call[4]
+                        for call, reply in zip(batch, replies, strict=True)
+                        if call[4] and not isinstance(reply, NoScriptError)
+                    }
+                    for write in sorted(ran):  # those that did not are sent again alone
+                        self._replicas.confirmed(write, int(acked))
+                    confirmed = int(acked) >= self._replicas.replicas
         except asyncio.CancelledError:  # the loop is closing
             for _, _, _, future, _ in batch:
                 future.cancel()

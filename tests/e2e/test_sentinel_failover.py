@@ -69,6 +69,7 @@ class Load:
     unconfirmed: list[float] = field(default_factory=list)  # 503s: no replica confirmed it
     latencies: list[tuple[float, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)
 
 
 def _submit_steadily(stack: Stack, api_key: str, stop: threading.Event, load: Load) -> None:
@@ -93,6 +94,7 @@ def _submit_steadily(stack: Stack, api_key: str, stop: threading.Event, load: Lo
                 if answer.status_code == 200:
                     load.accepted[answer.json()["output"]["task_id"]] = n
                     load.latencies.append((started, time.monotonic() - started))
+                    load.accepted_at.append(time.monotonic())
                     break
                 if answer.status_code != 503:
                     load.errors.append(answer.text)
@@ -172,6 +174,8 @@ def test_a_failover_under_load_loses_no_accepted_task(setup: SentinelSetup, stac
     )
     statuses = _statuses(client, ids)
     assert [t for t in ids if statuses[t] != "SUCCEEDED"] == []
+    # Tasks accepted after the promotion ran too: the workers' Celery consumers reconnected.
+    assert sum(1 for at in load.accepted_at if at > promoted) >= 3
     _assert_images_stored_once(stack, tenant, load.accepted)
     _assert_nothing_held(client, tenant, sum(load.accepted.values()))
 

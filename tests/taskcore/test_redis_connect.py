@@ -13,15 +13,22 @@ import pytest
 import redis
 from fixtures.processes import RedisServer, wait_until
 from fixtures.sentinel import MASTER, SentinelSetup, sentinel_setup
+from fixtures.tenants import register_tenant, submit_direct
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from taskcore import redis_connect, redis_keys
 from taskcore.celery_queue import create_celery, generate_message
+from taskcore.contract import GenerationRequest
 from taskcore.reaper import Reaper, ReaperTerms
+from taskcore.records import TaskStatus
 from taskcore.settings import Settings
+from taskcore.store.async_worker import AsyncWorkerTaskStore
+from taskcore.store.claims import Claim, LeaseTerms
 from taskcore.store.replicas import ReplicaWait, run_confirmed
+from taskcore.store.worker import WorkerTaskStore
 
+JOB = GenerationRequest("stable-diffusion-v1.5", "a cat", "", 512, 512, 1, 1, 7.0, 1)
 DATA_PASSWORD = "data-secret"
 SENTINEL_PASSWORD = "sentinel-secret"
 
@@ -160,6 +167,44 @@ def test_waits_are_confirmed_by_the_replica_and_counted_when_short(setup: Sentin
     # A script the primary lacks (a new primary's cache is empty) is loaded and run once.
     client.script_flush()
     assert run_confirmed(client, one, "test", [(script, [key], [])]) == [4]
+
+
+def test_the_worker_stores_claim_and_finish_confirmed_by_the_replica(setup: SentinelSetup) -> None:
+    primary_url = f"redis://:{DATA_PASSWORD}@127.0.0.1:{setup.primary.port}/0"
+    api_key = register_tenant(primary_url, "t-" + uuid.uuid4().hex[:8], max_concurrent=10)
+    pool = "test.replicas." + uuid.uuid4().hex[:6]  # no worker serves it
+    first, second = (submit_direct(primary_url, api_key, JOB, pool) for _ in range(2))
+    settings = _settings(setup)
+    waits = ReplicaWait.from_settings(settings)
+    assert waits.replicas == 1
+    replica = setup.replica.client(password=DATA_PASSWORD)
+    results = [{"key": "t/x/0.png"}]
+
+    def status(task_id: str) -> bytes | None:  # read at once: WAIT returned, the replica has it
+        return replica.hget(redis_keys.task(task_id), "status")  # type: ignore[return-value]
+
+    store = WorkerTaskStore(
+        redis_connect.sync_client(settings), 3600, lease=LeaseTerms("w-sync"), replicas=waits
+    )
+    claim = store.claim(first)
+    assert claim is not None and claim.runnable and status(first) == b"RUNNING"
+    assert store.mark_stored(first, [0])
+    assert store.finish(first, TaskStatus.SUCCEEDED, results) and status(first) == b"SUCCEEDED"
+
+    async def run_async() -> None:
+        client = redis_connect.async_client(settings)
+        try:
+            lease = LeaseTerms("w-async")
+            async_store = AsyncWorkerTaskStore(client, 3600, 2, lease, waits)
+            (claimed,) = await async_store.claim_many([second])
+            assert isinstance(claimed, Claim) and claimed.runnable
+            assert status(second) == b"RUNNING"
+            assert await async_store.finish(second, TaskStatus.SUCCEEDED, results)
+            assert status(second) == b"SUCCEEDED"
+        finally:
+            await client.aclose()
+
+    asyncio.run(run_async())
 
 
 def test_the_reaper_counts_a_plain_restart_by_uptime(redis_server: RedisServer) -> None:

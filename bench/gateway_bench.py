@@ -19,6 +19,10 @@ load generator (``bench/loadgen.py``) is a process of its own. Scenarios:
   client send → worker claim; and the size of a finished record (n=4, 75 words).
 - ``e2e``: submits to a real ``synthgate worker`` running the tiny demo SD1.5 pipeline.
 
+``--replica`` attaches a replica to the submit scenario's Redis and adds synthgate with
+``SYNTHGATE_REDIS_MIN_REPLICAS=1`` (every submit batch followed by ``WAIT 1``, see
+docs/reliability.md) to the servers compared, at the peak and at the same open-loop rate.
+
 The table goes to ``--out`` (``bench/results/gateway.md``, and ``gateway.json``). While it
 runs, stderr says when each scenario starts and ends (its time and headline figures), and
 each measurement as it is made.
@@ -114,6 +118,11 @@ def run_http(
     with rig(workdir, "http") as bench:
         ours, base = bench.start_gateway(), bench.start_baseline()
         servers = [ours, base]
+        waiting = None
+        if args.replica:
+            bench.attach_replica()
+            waiting = bench.start_gateway("synthgate WAIT 1", SYNTHGATE_REDIS_MIN_REPLICAS="1")
+            servers.append(waiting)
         if args.processes > 1:
             name = f"synthgate x{args.processes}"
             servers.append(
@@ -126,8 +135,12 @@ def run_http(
                     tries[server.name].append(submit_peak(bench, server, knobs))
                     progress.measured(tries[server.name][-1])
             rows += [_best(tries[server.name]) for server in servers]
-            rows.append(submit_at(bench, ours, knobs, round(rows[0]["throughput"] / 2)))
+            rate = round(rows[0]["throughput"] / 2)
+            rows.append(submit_at(bench, ours, knobs, rate))
             progress.measured(rows[-1])
+            if waiting is not None:
+                rows.append(submit_at(bench, waiting, knobs, rate))
+                progress.measured(rows[-1])
         if "fetch" in wanted:
             if not task_ids(bench, 1):
                 submit_at(bench, ours, Knobs(duration=1, connections=4), 200)
@@ -202,6 +215,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--processes", type=int, default=2, help="also run synthgate in N gateway processes"
     )
     parser.add_argument("--smoke", action="store_true", help="every scenario, tiny")
+    parser.add_argument(
+        "--replica", action="store_true", help="submit: also with a replica and WAIT 1"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.connections, args.rounds = 0.5, 4, 1

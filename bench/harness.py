@@ -100,6 +100,7 @@ class Rig:
     workdir: Path
     servers: dict[str, Server] = field(default_factory=dict)
     workers: list[SynthgateProcess] = field(default_factory=list)
+    replicas: list[RedisServer] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -110,6 +111,20 @@ class Rig:
             "SYNTHGATE_LOG_FORMAT": "json",
             **extra,
         }
+
+    def attach_replica(self) -> RedisServer:
+        """A replica of the rig's Redis, in sync (for the replica waits of submits)."""
+        replica = RedisServer(self.workdir / "replica")
+        replica.data_dir.mkdir(exist_ok=True)
+        replica.start()
+        self.replicas.append(replica)
+        replica.client().replicaof("127.0.0.1", self.redis.port)
+        wait_until(
+            lambda: replica.client().info("replication").get("master_link_status") == "up",
+            30,
+            "the replica to sync",
+        )
+        return replica
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "X-DashScope-Async": "enable"}
@@ -175,6 +190,7 @@ def rig(workdir: Path, name: str) -> Iterator[Rig]:
         running = Rig(redis, register_tenant(redis.url, TENANT), folder)
         for stop in (_stop_all(running.workers), _stop_all(running.servers.values())):
             stack.callback(stop)
+        stack.callback(lambda: [replica.stop() for replica in running.replicas])
         yield running
 
 

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from gateway.tenancy.directory import TenantDirectory
 from gateway.tenancy.models import (
     DEFAULT_DAILY_IMAGES,
@@ -32,6 +30,7 @@ from gateway.tenancy.models import (
     Webhooks,
 )
 from synthgate.command_help import command_parser
+from taskcore import redis_connect
 from taskcore.settings import Settings
 
 Action = Callable[[TenantDirectory, argparse.Namespace], Awaitable[None]]
@@ -151,7 +150,7 @@ def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
     """Run the parsed ``tenants``/``keys`` command; 1 with a message when it is refused."""
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_connect.async_client(settings)
         try:
             await args.action(TenantDirectory(client, settings.catalog.names()), args)
         finally:

@@ -13,6 +13,7 @@ from celery import Celery
 from kombu import serialization
 from kombu.utils import json
 
+from taskcore import redis_connect
 from taskcore.settings import Settings
 
 GENERATE_TASK = "synthgate.generate"
@@ -21,10 +22,12 @@ GENERATE_TASK = "synthgate.generate"
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Broker and delivery settings; the same for the producer and the workers."""
     return {
-        "broker_url": settings.redis_url,
-        "broker_connection_retry_on_startup": True,
+        # The URL, or kombu's sentinel transport with the master's name (redis_connect).
         # A message is redelivered only after this long unacknowledged: longer than any task.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
+        **redis_connect.celery_broker(
+            settings, {"visibility_timeout": settings.visibility_timeout_seconds}
+        ),
+        "broker_connection_retry_on_startup": True,
         # A task is acknowledged when it ends, and requeued when its prefork child dies; a
         # second delivery of its message is skipped while a worker's lease on it runs, and a
         # task claimed max_attempts times FAILS (taskcore/scripts/claim.lua, taskcore/reaper.py).

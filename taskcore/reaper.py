@@ -9,8 +9,9 @@ once, since each step is one Lua script.
   (the Celery message kept in its record as `envelope`), so a live worker takes it over within
   about ``lease + reap interval`` seconds. A task that already had ``max_attempts``
   claims FAILS instead (:data:`taskcore.store.claims.POISON_CODE`): it keeps killing its
-  workers. No takeover happens while Redis itself restarted less than a lease ago:
-  the workers holding leases have not had the time to renew them yet.
+  workers. No takeover happens while Redis itself restarted, or a failover promoted it,
+  less than a lease ago: the workers holding leases have not had the time to renew them
+  on it yet.
 - Requeue: a task fed into a pool's Celery queue over ``requeue_after`` seconds ago
   that no worker has claimed, and whose message is no longer in the queue (a worker
   took it and died before claiming it), is put back into the queue. Should the
@@ -37,6 +38,10 @@ import redis
 
 from taskcore import redis_keys, scripts
 from taskcore.store.claims import POISON_CODE, poison_message
+
+# How long Redis remembers when a promoted replica was first seen as the primary (renewed
+# at each pass; past it a pass would wait a lease again, which takes nothing away).
+PROMOTION_MEMORY_SECONDS = 7 * 86_400
 
 log = logging.getLogger("synthgate.reaper")
 
@@ -92,7 +97,7 @@ class Reaper:
             requeued, dropped = self._requeue(keys=keys_, args=[after_ms])
             unstuck += int(requeued) + int(dropped)
         moved = failed = 0
-        if take_over and self._redis_up_for() >= self._terms.lease_seconds:
+        if take_over and self._primary_for() >= self._terms.lease_seconds:
             for pool in pools:
                 m, f = self._take_over(
                     keys=[redis_keys.leases(pool), redis_keys.celery_queue(pool)],
@@ -123,7 +128,33 @@ class Reaper:
             )
         )
 
-    def _redis_up_for(self) -> float:
-        """Seconds since Redis (re)started."""
-        info = self._redis.info("server")
-        return float(info.get("uptime_in_seconds", 0))
+    def _primary_for(self) -> float:
+        """Seconds since this Redis became the primary: since it (re)started, or, for a
+        replica that a failover promoted (its uptime runs on; ``second_repl_offset`` is set
+        and its ``master_replid`` new), since the first pass that saw it promoted, as
+        recorded in Redis under its ``run_id`` and ``master_replid``: the workers' lease
+        renewals failed during the failover, so their leases must have a lease's time to be
+        renewed on the new primary before any is taken over."""
+        info = self._redis.info("server", "replication")
+        uptime = float(info.get("uptime_in_seconds", 0))
+        if int(info.get("second_repl_offset", -1)) < 0:  # primary since it started
+            return uptime
+        key = redis_keys.reaper_promoted(f"{info['run_id']}:{info['master_replid']}")
+        seconds, micros = self._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.expire(key, PROMOTION_MEMORY_SECONDS)
+            seen, _ = pipe.execute()
+        if seen is None:
+            try:
+                seen = self._redis.set(key, now_ms, nx=True, get=True, ex=PROMOTION_MEMORY_SECONDS)
+            except redis.OutOfMemoryError:  # a full Redis: take nothing over for now
+                return 0.0
+            log.info(
+                "Redis was promoted to primary (a failover): no lease is taken over "
+                "for the next %.0f s",
+                self._terms.lease_seconds,
+            )
+        since_ms = int(seen) if seen is not None else now_ms
+        return min(uptime, max(0, now_ms - since_ms) / 1000)

@@ -12,6 +12,7 @@ host and port are unused); the sentinels' own password is
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -152,22 +153,29 @@ def async_client(
     return aioredis.Redis.from_url(settings.redis_url, **options)
 
 
-def celery_broker(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """Celery's broker URL and transport options: kombu's ``sentinel://`` transport with
-    the master name when sentinels are set, else ``redis_url`` itself."""
+def celery_broker(settings: Settings, transport_options: dict[str, Any]) -> dict[str, Any]:
+    """Celery's broker settings (``broker_url``, ``broker_transport_options`` with
+    ``transport_options`` in them, and ``broker_use_ssl`` for TLS with sentinels): kombu's
+    ``sentinel://`` transport with the master name when sentinels are set, else
+    ``redis_url`` itself. Kombu asks the sentinels with ``sentinel_kwargs`` (their own
+    password) and logs into the primary with the URL's user and password."""
     if not settings.sentinel_hosts:
-        return settings.redis_url, {}
+        return {"broker_url": settings.redis_url, "broker_transport_options": transport_options}
     parts = urlsplit(settings.redis_url)
     auth = ""
     if parts.password is not None:
         auth = f"{parts.username or ''}:{parts.password}@"
-    path = parts.path or "/0"
+    path = parts.path if parts.path not in ("", "/") else "/0"
     url = ";".join(
         f"sentinel://{auth}{host}:{port}{path}" for host, port in settings.sentinel_hosts
     )
-    options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
-    sentinel_options = _sentinel_kwargs(settings)
-    options["sentinel_kwargs"] = sentinel_options
+    options = {
+        **transport_options,
+        "master_name": settings.redis_sentinel_master,
+        "sentinel_kwargs": _sentinel_kwargs(settings),
+    }
+    config: dict[str, Any] = {"broker_url": url, "broker_transport_options": options}
     if parts.scheme == "rediss":
-        options["ssl"] = True
-    return url, options
+        ssl_options = {k: v for k, v in _url_kwargs(settings).items() if k.startswith("ssl_")}
+        config["broker_use_ssl"] = ssl_options or {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return config

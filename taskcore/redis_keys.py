@@ -123,6 +123,12 @@ def reaper_sweep() -> str:
     return f"{PREFIX}:reaper:sweep"
 
 
+def reaper_promoted(identity: str) -> str:
+    """String: when a reaper first saw this Redis (``run_id:master_replid``) as a primary
+    promoted by a failover (ms, Redis' clock; see ``taskcore/reaper.py``)."""
+    return f"{PREFIX}:reaper:promoted:{identity}"
+
+
 def reaper_unswept() -> str:
     """Set: the tenants the reaper's current sweep has not visited yet."""
     return f"{PREFIX}:reaper:unswept"

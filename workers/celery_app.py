@@ -6,10 +6,10 @@ import logging
 import socket
 from typing import Any
 
-import redis
 from celery import Celery, bootsteps
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
+from taskcore import redis_connect
 from taskcore.catalog import is_upstream_pool
 from taskcore.celery_queue import GENERATE_TASK, create_celery
 from taskcore.logs import uses_json
@@ -57,7 +57,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
     @worker_ready.connect(weak=False)
     def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_connect.sync_client(settings)
         hostname = getattr(sender, "hostname", None) or socket.gethostname()
         beat = Heartbeat(client, queues, hostname, settings.worker_heartbeat_seconds)
         beat.start()

@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import redis
-
+from taskcore import redis_connect
 from taskcore.catalog import Catalog, ModelSpec, is_upstream_pool
 from taskcore.contract import ImageOutcome
 from taskcore.settings import Settings
 from taskcore.store.claims import Claim, LeaseTerms
+from taskcore.store.replicas import ReplicaWait
 from taskcore.store.worker import WorkerTaskStore
 from workers import metrics
 from workers.backends import Backend
@@ -176,22 +176,21 @@ class WorkerRuntime:
 
 def build_runtime(settings: Settings, queues: list[str]) -> WorkerRuntime:
     # A bounded pool: hundreds of upstream threads wait for a connection, not open hundreds.
-    pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=30)
+    client = redis_connect.sync_client(settings, max_connections=64, wait_for_connection=30)
     lease = LeaseTerms(
         worker=f"{socket.gethostname()}:{os.getpid()}",
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
     )
     store = WorkerTaskStore(
-        redis.Redis(connection_pool=pool),
+        client,
         settings.task_ttl_seconds,
         feed_depth=settings.feed_depth,
         lease=lease,
+        replicas=ReplicaWait.from_settings(settings),
     )
     runtime = WorkerRuntime(settings, store, build_storage(settings))
-    progress = ProgressRecorder(
-        redis.Redis(connection_pool=pool), lease.worker, settings.progress_interval_seconds
-    )
+    progress = ProgressRecorder(client, lease.worker, settings.progress_interval_seconds)
     catalog = settings.catalog
     local = [q for q in queues if not is_upstream_pool(q)]
     if local:

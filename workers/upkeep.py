@@ -14,6 +14,7 @@ import time
 
 import redis
 
+from taskcore import redis_connect
 from taskcore.fairqueue import PoolFeeder
 from taskcore.reaper import Reaper, ReaperTerms
 from taskcore.redis_startup import RedisAway
@@ -92,5 +93,5 @@ def reaper_terms(settings: Settings) -> ReaperTerms:
 
 
 def build_upkeep(settings: Settings, pools: list[str]) -> Upkeep:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_connect.sync_client(settings)
     return Upkeep(client, pools, settings, Reaper(client, reaper_terms(settings)))

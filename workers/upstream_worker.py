@@ -29,14 +29,15 @@ import threading
 from collections.abc import Callable
 
 import redis
-import redis.asyncio as aioredis
 
+from taskcore import redis_connect
 from taskcore.celery_queue import task_id_of
 from taskcore.logs import log_context
 from taskcore.redis_startup import RedisAway
 from taskcore.settings import Settings
 from taskcore.store.async_worker import AsyncWorkerTaskStore
 from taskcore.store.claims import Claim
+from taskcore.store.replicas import ReplicaWait
 from taskcore.upstream_accounts import AccountSlots, Taken
 from workers import health, metrics
 from workers.backends.upstream import AccountUse, UpstreamBackend
@@ -91,15 +92,15 @@ class UpstreamWorker:
     async def _serve(self) -> None:
         # Hundreds of tasks share the pool: a call waits for a free connection rather
         # than failing with "Too many connections" when a burst of them ends at once.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self._settings.redis_url, max_connections=64, timeout=30, health_check_interval=30
+        client = redis_connect.async_client(
+            self._settings, max_connections=64, wait_for_connection=30, health_check_interval=30
         )
-        client = aioredis.Redis(connection_pool=pool)
         store = AsyncWorkerTaskStore(
             client,
             self._settings.task_ttl_seconds,
             self._settings.feed_depth,
             self._runtime.store.lease,
+            ReplicaWait.from_settings(self._settings),
         )
         slots = AccountSlots(client, self._backend.accounts())
         running: set[asyncio.Task[None]] = set()
@@ -418,7 +419,7 @@ def run_upstream_worker(settings: Settings, hostname: str) -> None:
     pools = served_queues(settings)
     runtime = get_runtime(settings)
     heartbeat = Heartbeat(
-        redis.Redis.from_url(settings.redis_url), pools, hostname, settings.worker_heartbeat_seconds
+        redis_connect.sync_client(settings), pools, hostname, settings.worker_heartbeat_seconds
     )
     services: list[Service] = [heartbeat, *worker_services(settings, pools)]
     health.expect(health.CONSUMER)

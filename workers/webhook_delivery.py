@@ -40,7 +40,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from taskcore import redis_keys, scripts
+from taskcore import redis_connect, redis_keys, scripts
 from taskcore.clock import now_ms
 from taskcore.image_urls import ImageUrls
 from taskcore.logs import log_context
@@ -324,7 +324,7 @@ class WebhookLoop:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
-        client = aioredis.Redis.from_url(self._settings.redis_url)
+        client = redis_connect.async_client(self._settings)
         sender = WebhookSender(client, self._settings)
         slots = _Slots(client, sender, self._settings)
         poll = self._settings.webhook_poll_seconds

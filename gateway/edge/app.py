@@ -45,6 +45,7 @@ from gateway.tenancy.streams import OpenStreams
 from taskcore.celery_queue import create_celery
 from taskcore.image_urls import open_presigner
 from taskcore.settings import Settings
+from taskcore.store.replicas import ReplicaWait
 from taskcore.store.tasks import TaskStore
 from taskcore.store.watch import TaskWatcher
 from taskcore.url_signing import UrlSigner, shared_secret
@@ -64,7 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis = client
         app.state.store = TaskStore(client, settings.task_ttl_seconds)
         app.state.submitter = Submitter(
-            client, settings.feed_depth, settings.idempotency_ttl_seconds
+            client,
+            settings.feed_depth,
+            settings.idempotency_ttl_seconds,
+            ReplicaWait.from_settings(settings),
         )
         app.state.watcher = TaskWatcher(client, settings.events_poll_seconds)
         app.state.image_reader = await open_image_reader(settings)

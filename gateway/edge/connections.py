@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.edge.errors import ServiceUnavailable
+from taskcore import redis_connect
 from taskcore.settings import Settings
 
 # Redis is usually back within seconds (a restart, a failover); clients wait this long.
@@ -34,8 +35,8 @@ UNAVAILABLE_ERRORS: tuple[type[exceptions.RedisError], ...] = (
 
 def open_redis(settings: Settings, max_connections: int = 256) -> aioredis.Redis:
     """The gateway's client: bounded connect and reply times, no retries."""
-    return aioredis.Redis.from_url(
-        settings.redis_url,
+    return redis_connect.async_client(
+        settings,
         max_connections=max_connections,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_connect_timeout_seconds,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from gateway.edge.errors import AccessDenied, InvalidApiKey, Throttling
+from gateway.edge.connections import RETRY_AFTER_SECONDS
+from gateway.edge.errors import AccessDenied, InvalidApiKey, ServiceUnavailable, Throttling
 from gateway.intake.idempotency import DEFAULT_TTL_SECONDS, conflict
 from gateway.tenancy.auth import Caller
 from gateway.tenancy.usage import RETENTION_SECONDS, ms_until_next_day, utc_day
@@ -27,6 +28,7 @@ from taskcore.autopipeline import AutoPipeline
 from taskcore.clock import now_ms
 from taskcore.contract import GenerationRequest
 from taskcore.priority import Priority
+from taskcore.store.replicas import NO_WAIT, ReplicaWait
 from taskcore.store.tasks import UNFINISHED_TTL_SECONDS
 
 # A client refused for too many unfinished tasks may retry soon: tasks end all the time.
@@ -90,10 +92,13 @@ class Submitter:
         client: aioredis.Redis,
         feed_depth: int,
         idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        replicas: ReplicaWait = NO_WAIT,
     ) -> None:
         self._script = scripts.bind(client, "submit")
-        # Submits come many at once: one pipeline per loop turn carries their scripts.
-        self._calls = AutoPipeline(client)
+        # Submits come many at once: one pipeline per loop turn carries their scripts, and
+        # one WAIT after them when replicas must confirm them (taskcore.store.replicas).
+        self._calls = AutoPipeline(client, replicas)
+        self._replicas = replicas
         self._depth = feed_depth
         self._idempotency_ttl = idempotency_ttl_seconds
 
@@ -145,14 +150,34 @@ class Submitter:
             options.fingerprint,
             self._idempotency_ttl,
         ]
-        reply = await self._calls.script(self._script, script_keys, args)
+        reply, confirmed = await self._calls.confirmed_script(
+            self._script, script_keys, args, "submit"
+        )
         verdict = reply[0].decode()
         if verdict in ("replay", "conflict"):
             return _replay(verdict, reply[1].decode(), options)
         quota = Quota(int(reply[1]), int(reply[2]), int(reply[3]))
         if verdict != "ok":
             raise _rejection(verdict, tenant, job, quota)
+        if not confirmed and options.idempotency_key is not None:
+            raise unconfirmed(self._replicas, task_id)
         return Accepted(submitted, quota if quota.limit else None, task_id)
+
+
+def unconfirmed(replicas: ReplicaWait, task_id: str) -> ServiceUnavailable:
+    """The answer to a submit with an ``Idempotency-Key`` that the primary recorded but too
+    few replicas confirmed in time (docs/reliability.md): the task stands and runs unless
+    the primary fails right now; a retry with the same key answers with it (a replay),
+    or, if the primary failed and the task went with it, records it anew. Either way the
+    client ends up with one task. A submit without a key is answered 200: a 503 would
+    make its client submit it again, and run it twice, whenever a replica lags."""
+    return ServiceUnavailable(
+        f"Service temporarily unavailable: task {task_id} was recorded but fewer than "
+        f"{replicas.replicas} status-store replica(s) confirmed it within "
+        f"{replicas.timeout_ms} ms; retry in {RETRY_AFTER_SECONDS} s with the same "
+        "Idempotency-Key to get it.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _replay(verdict: str, earlier: str, options: SubmitOptions) -> Accepted:

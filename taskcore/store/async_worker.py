@@ -28,13 +28,19 @@ from taskcore.store.claims import (
     parse_lost,
     renew_args,
 )
+from taskcore.store.replicas import NO_WAIT, ReplicaWait
 
 
 class AsyncWorkerTaskStore:
     """Claim, annotate, renew and finish tasks from an event loop."""
 
     def __init__(
-        self, client: aioredis.Redis, ttl_seconds: int, feed_depth: int, lease: LeaseTerms
+        self,
+        client: aioredis.Redis,
+        ttl_seconds: int,
+        feed_depth: int,
+        lease: LeaseTerms,
+        replicas: ReplicaWait = NO_WAIT,
     ) -> None:
         self._ttl = ttl_seconds
         self._feed_depth = feed_depth
@@ -44,13 +50,18 @@ class AsyncWorkerTaskStore:
         self._annotate = scripts.bind(client, "annotate")
         self._renew = scripts.bind(client, "renew")
         self._raise_progress = scripts.bind(client, "progress_raise")
-        self._batch = AutoPipeline(client)
+        # Claims and finishes wait for the replicas (taskcore.store.replicas): one WAIT a
+        # batch; a write they did not confirm in time stands and is counted.
+        self._batch = AutoPipeline(client, replicas)
 
     async def claim_many(self, task_ids: Sequence[str]) -> list[Claim | Exception | None]:
         """Claim each task (see ``WorkerTaskStore.claim``), all sent at once in one pipeline;
         a failed claim's error in its place."""
         args = claim_args(self.lease, self._feed_depth, self._ttl)
-        calls = [self._batch.script(self._claim, [redis_keys.task(t)], args) for t in task_ids]
+        calls = [
+            self._batch.confirmed_script(self._claim, [redis_keys.task(t)], args, "claim")
+            for t in task_ids
+        ]
         self._batch.flush()
         replies = await asyncio.gather(*calls, return_exceptions=True)
         claims: list[Claim | Exception | None] = []
@@ -59,7 +70,7 @@ class AsyncWorkerTaskStore:
                 raise reply  # cancelled
             try:
                 claims.append(
-                    reply if isinstance(reply, Exception) else parse_claim(task_id, reply)
+                    reply if isinstance(reply, Exception) else parse_claim(task_id, reply[0])
                 )
             except Exception as exc:  # a record it cannot read
                 claims.append(exc)
@@ -91,4 +102,6 @@ class AsyncWorkerTaskStore:
         message: str = "",
     ) -> bool:
         args = finish_args(self.lease, self._ttl, status, results, code, message)
-        return bool(await self._batch.script(self._finish, [redis_keys.task(task_id)], args))
+        keys = [redis_keys.task(task_id)]
+        done, _ = await self._batch.confirmed_script(self._finish, keys, args, "finish")
+        return bool(done)

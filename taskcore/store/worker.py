@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -21,6 +22,7 @@ from taskcore.store.claims import (
     parse_lost,
     renew_args,
 )
+from taskcore.store.replicas import NO_WAIT, ReplicaWait, run_confirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,10 @@ class WorkerTaskStore:
         *,
         feed_depth: int = fairqueue.DEFAULT_DEPTH,
         lease: LeaseTerms | None = None,
+        replicas: ReplicaWait = NO_WAIT,
     ) -> None:
         self._redis = client
+        self._replicas = replicas
         self._ttl = ttl_seconds
         self._feed_depth = feed_depth
         self.lease = lease or LeaseTerms(worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -58,19 +62,21 @@ class WorkerTaskStore:
     def claim(self, task_id: str) -> Claim | None:
         """PENDING (or RUNNING with an expired lease) → RUNNING under this worker's lease.
         None when the record is gone."""
-        reply = self._claim(
-            keys=[redis_keys.task(task_id)],
-            args=claim_args(self.lease, self._feed_depth, self._ttl),
-        )
+        args = claim_args(self.lease, self._feed_depth, self._ttl)
+        reply = self._confirmed("claim", self._claim, [redis_keys.task(task_id)], args)
         return parse_claim(task_id, reply)
 
     def claim_many(self, task_ids: Sequence[str]) -> list[Claim | redis.RedisError | None]:
         """:meth:`claim` each task, in one round trip; a failed claim's error in its place."""
         args = claim_args(self.lease, self._feed_depth, self._ttl)
-        with self._redis.pipeline(transaction=False) as pipe:
-            for task_id in task_ids:
-                self._claim(keys=[redis_keys.task(task_id)], args=args, client=pipe)
-            replies = pipe.execute(raise_on_error=False)
+        calls = [(self._claim, [redis_keys.task(task_id)], args) for task_id in task_ids]
+        if self._replicas.active:
+            replies = run_confirmed(self._redis, self._replicas, "claim", calls)
+        else:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for script, keys, arguments in calls:
+                    script(keys=keys, args=arguments, client=pipe)
+                replies = pipe.execute(raise_on_error=False)
         return [
             reply if isinstance(reply, redis.RedisError) else parse_claim(task_id, reply)
             for task_id, reply in zip(task_ids, replies, strict=True)
@@ -94,7 +100,8 @@ class WorkerTaskStore:
     def mark_stored(self, task_id: str, indexes: Sequence[int]) -> bool:
         """Record that these images of a task this worker holds are stored."""
         args: list[str | int] = [self.lease.worker, *indexes]
-        return bool(self._mark_stored(keys=[redis_keys.task(task_id)], args=args))
+        keys = [redis_keys.task(task_id)]
+        return bool(self._confirmed("mark_stored", self._mark_stored, keys, args))
 
     def renew(self, task_ids: Sequence[str], *, hand_back: bool = False) -> list[str]:
         """Extend this worker's leases on ``task_ids`` (or, ``hand_back``, end them now, so
@@ -117,5 +124,14 @@ class WorkerTaskStore:
         """RUNNING → SUCCEEDED/FAILED with results, releasing the task's hold on its tenant's
         limits; False if the task was not RUNNING or another worker holds it now."""
         args = finish_args(self.lease, self._ttl, status, results, code, message)
-        done = self._finish(keys=[redis_keys.task(task_id)], args=args)
-        return bool(done)
+        return bool(self._confirmed("finish", self._finish, [redis_keys.task(task_id)], args))
+
+    def _confirmed(self, write: str, script: Any, keys: list[str], args: Sequence[Any]) -> Any:
+        """``script``'s reply, after the replicas confirmed it (see :mod:`.replicas`); a
+        write they did not confirm in time stands (it is on the primary) and is counted."""
+        if not self._replicas.active:
+            return script(keys=keys, args=args)
+        reply = run_confirmed(self._redis, self._replicas, write, [(script, keys, args)])[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply

@@ -22,7 +22,7 @@ def test_every_scenario_runs_tiny_and_writes_its_table(
     tmp_path: Path, demo_weights_dir: Path
 ) -> None:
     command = [sys.executable, "bench/gateway_bench.py", "--smoke", "--out", str(tmp_path)]
-    command += ["--demo-weights", str(demo_weights_dir), "--processes", "2"]
+    command += ["--demo-weights", str(demo_weights_dir), "--processes", "2", "--replica"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=850)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     result = json.loads((tmp_path / "gateway.json").read_text())
@@ -31,6 +31,7 @@ def test_every_scenario_runs_tiny_and_writes_its_table(
         ("submit", "synthgate"),
         ("submit", "baseline"),
         ("submit", "synthgate x2"),
+        ("submit", "synthgate WAIT 1"),  # with a replica, each submit batch waits for it
         ("fetch", "synthgate"),
         ("fetch", "baseline"),
         ("submit → pickup", "synthgate"),

@@ -108,7 +108,8 @@ def run(settings: Settings) -> None:
     """Gateway and its workers together, with a dev tenant: the one-machine stack."""
     from synthgate.local_redis import ensure_redis
 
-    redis_process = ensure_redis(settings.redis_url)
+    # Through sentinels, Redis is theirs to run: never start a local one in its place.
+    redis_process = None if settings.sentinel_hosts else ensure_redis(settings.redis_url)
     if not settings.dev_api_key:
         settings = settings.model_copy(update={"dev_api_key": generate_api_key()})
     children = [_spawn_worker(settings, queues) for queues in _worker_pools(settings)]

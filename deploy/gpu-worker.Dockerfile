@@ -50,7 +50,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     SYNTHGATE_WORKER_CONCURRENCY=1
 WORKDIR /home/synthgate
 USER 10001:10001
-# A Celery worker serves no HTTP: Kubernetes watches the process, compose restarts it.
+# No image-level check: a worker's /livez and /readyz are on SYNTHGATE_WORKER_METRICS_PORT,
+# which the image does not fix; the chart's probes and compose's healthcheck call them
+# (docs/observability.md, "Worker probes").
 HEALTHCHECK NONE
 ENTRYPOINT ["synthgate"]
 CMD ["worker"]

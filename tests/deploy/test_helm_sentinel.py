@@ -125,9 +125,9 @@ def test_the_application_reads_the_url_the_chart_builds(
         assert settings.redis_sentinel_password.get_secret_value() == PASSWORD
         assert (settings.redis_replicas_to_wait, settings.redis_wait_timeout_ms) == (1, 250)
         # Every client is built from these (taskcore.redis_connect): the broker included.
-        broker, options = celery_broker(settings)
-        assert broker.split(";")[0] == f"sentinel://:{PASSWORD}@{HOSTS[0]}/0"
-        assert options["master_name"] == "mymaster"
+        broker = celery_broker(settings, {})
+        assert broker["broker_url"].split(";")[0] == f"sentinel://:{PASSWORD}@{HOSTS[0]}/0"
+        assert broker["broker_transport_options"]["master_name"] == "mymaster"
 
 
 def test_database_tls_and_no_password_shape_the_url() -> None:

@@ -3,9 +3,12 @@ builds without Celery, and acknowledges them, as the GPU pools' workers do."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 
+import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from fixtures.processes import RedisServer
@@ -14,6 +17,18 @@ from taskcore.celery_queue import GENERATE_TASK, TaskMessages, create_celery, ge
 from taskcore.settings import Settings
 
 
+@pytest.fixture
+def root_logger_kept() -> Iterator[None]:
+    """start_worker sets up Celery's logging (the root logger at ERROR, its handlers):
+    undone after the test, or later tests' caplog would see no warning."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+@pytest.mark.usefixtures("root_logger_kept")
 def test_a_celery_worker_runs_the_messages_built_without_celery(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:

@@ -31,6 +31,7 @@ def test_every_scenario_runs_tiny_and_writes_its_table(
         ("submit", "synthgate"),
         ("submit", "baseline"),
         ("submit", "synthgate x2"),
+        ("submit", "synthgate + replica"),  # a replica attached, no wait
         ("submit", "synthgate WAIT 1"),  # with a replica, each submit batch waits for it
         ("fetch", "synthgate"),
         ("fetch", "baseline"),

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from gateway.tenancy.auth import generate_api_key
@@ -25,6 +24,7 @@ from synthgate.storage_commands import add_storage_commands
 from taskcore.catalog import is_upstream_pool
 from taskcore.logs import configure_logging
 from taskcore.settings import Settings, SettingsError
+from taskcore.version import package_version
 
 log = logging.getLogger("synthgate")
 
@@ -252,14 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_commands(sub)
     add_admin_commands(sub)
     return parser
-
-
-def package_version() -> str:
-    """The installed synthgate's version (``pip install`` / ``make install`` records it)."""
-    try:
-        return version("synthgate")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

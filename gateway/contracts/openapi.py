@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
@@ -105,14 +104,6 @@ def errors(*statuses: int, openai: bool = False) -> dict[int | str, dict[str, An
             answer["headers"] = _RATE_LIMIT if status == 429 else _RETRY_AFTER
         answers[status] = answer
     return answers
-
-
-def package_version() -> str:
-    """synthgate's version, as installed (the schema's ``info.version``)."""
-    try:
-        return version("synthgate")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "0+unknown"
 
 
 def documented_schema(app: FastAPI) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.console.site import mount_console
-from gateway.contracts.openapi import documented_schema, package_version
+from gateway.contracts.openapi import documented_schema
 from gateway.edge.api_docs import mount_api_docs
 from gateway.edge.bodies import BodyLimitMiddleware
 from gateway.edge.connections import open_redis
@@ -49,6 +49,7 @@ from taskcore.store.replicas import ReplicaWait
 from taskcore.store.tasks import TaskStore
 from taskcore.store.watch import TaskWatcher
 from taskcore.url_signing import UrlSigner, shared_secret
+from taskcore.version import package_version
 
 log = logging.getLogger("synthgate.gateway")
 

@@ -70,7 +70,7 @@ run: install redis-server
 test: install redis-server faketime chromium
 	$(BIN)/python -m pytest
 
-# The unit level, about a minute on 2 cores: no live stacks, no pipelines, no chart
+# The unit level, under two minutes on 2 cores: no live stacks, no pipelines, no chart
 # (markers: pyproject.toml, given by tests/conftest.py and the folder conftests).
 test-fast: install redis-server
 	$(BIN)/python -m pytest -m "not e2e and not slow and not deploy"

@@ -13,6 +13,7 @@ host and port are unused); the sentinels' own password is
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,6 +77,58 @@ class _AsyncBlockingSentinelPool(asentinel.SentinelConnectionPool, aioredis.Bloc
     """The asyncio twin of :class:`_BlockingSentinelPool`."""
 
 
+@dataclass(frozen=True)
+class _Flavour:
+    """The classes a client of one kind (threads or asyncio) is made of."""
+
+    redis: Any
+    sentinel: Any
+    blocking_pool: Any
+    blocking_sentinel_pool: Any
+
+
+_SYNC = _Flavour(
+    redis.Redis, sentinel.Sentinel, redis.BlockingConnectionPool, _BlockingSentinelPool
+)
+_ASYNC = _Flavour(
+    aioredis.Redis,
+    asentinel.Sentinel,
+    aioredis.BlockingConnectionPool,
+    _AsyncBlockingSentinelPool,
+)
+
+
+def _client(
+    flavour: _Flavour,
+    settings: Settings,
+    max_connections: int | None,
+    wait_for_connection: float | None,
+    options: dict[str, Any],
+) -> Any:
+    if settings.sentinel_hosts:
+        manager = flavour.sentinel(
+            settings.sentinel_hosts, sentinel_kwargs=_sentinel_kwargs(settings)
+        )
+        kwargs = {**_url_kwargs(settings), **options}
+        if max_connections is not None:
+            kwargs["max_connections"] = max_connections
+        if wait_for_connection is not None:
+            kwargs["connection_pool_class"] = flavour.blocking_sentinel_pool
+            kwargs["timeout"] = wait_for_connection
+        return manager.master_for(settings.redis_sentinel_master, **kwargs)
+    if wait_for_connection is not None:
+        pool = flavour.blocking_pool.from_url(
+            settings.redis_url,
+            max_connections=max_connections or 50,
+            timeout=wait_for_connection,
+            **options,
+        )
+        return flavour.redis(connection_pool=pool)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    return flavour.redis.from_url(settings.redis_url, **options)
+
+
 def sync_client(
     settings: Settings,
     *,
@@ -85,34 +138,8 @@ def sync_client(
 ) -> redis.Redis:
     """A client for threads and processes. ``wait_for_connection``: a bounded pool whose
     callers wait up to that many seconds for a free connection instead of failing."""
-    if settings.sentinel_hosts:
-        manager = sentinel.Sentinel(
-            settings.sentinel_hosts, sentinel_kwargs=_sentinel_kwargs(settings)
-        )
-        kwargs = {**_url_kwargs(settings), **options}
-        if max_connections is not None:
-            kwargs["max_connections"] = max_connections
-        if wait_for_connection is not None:
-            client: redis.Redis = manager.master_for(
-                settings.redis_sentinel_master,
-                connection_pool_class=_BlockingSentinelPool,
-                timeout=wait_for_connection,
-                **kwargs,
-            )
-        else:
-            client = manager.master_for(settings.redis_sentinel_master, **kwargs)
-        return client
-    if wait_for_connection is not None:
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=max_connections or 50,
-            timeout=wait_for_connection,
-            **options,
-        )
-        return redis.Redis(connection_pool=pool)
-    if max_connections is not None:
-        options["max_connections"] = max_connections
-    return redis.Redis.from_url(settings.redis_url, **options)
+    client: redis.Redis = _client(_SYNC, settings, max_connections, wait_for_connection, options)
+    return client
 
 
 def async_client(
@@ -123,34 +150,10 @@ def async_client(
     **options: Any,
 ) -> aioredis.Redis:
     """A client for an asyncio loop; arguments as :func:`sync_client`."""
-    if settings.sentinel_hosts:
-        manager = asentinel.Sentinel(
-            settings.sentinel_hosts, sentinel_kwargs=_sentinel_kwargs(settings)
-        )
-        kwargs = {**_url_kwargs(settings), **options}
-        if max_connections is not None:
-            kwargs["max_connections"] = max_connections
-        if wait_for_connection is not None:
-            aclient: aioredis.Redis = manager.master_for(
-                settings.redis_sentinel_master,
-                connection_pool_class=_AsyncBlockingSentinelPool,
-                timeout=wait_for_connection,
-                **kwargs,
-            )
-        else:
-            aclient = manager.master_for(settings.redis_sentinel_master, **kwargs)
-        return aclient
-    if wait_for_connection is not None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=max_connections or 50,
-            timeout=wait_for_connection,
-            **options,
-        )
-        return aioredis.Redis(connection_pool=pool)
-    if max_connections is not None:
-        options["max_connections"] = max_connections
-    return aioredis.Redis.from_url(settings.redis_url, **options)
+    client: aioredis.Redis = _client(
+        _ASYNC, settings, max_connections, wait_for_connection, options
+    )
+    return client
 
 
 def celery_broker(settings: Settings, transport_options: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from fixtures.processes import RedisServer
+from fixtures.processes import RedisServer, running_redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.operations.metrics import render
@@ -19,10 +19,8 @@ from taskcore import redis_keys
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of its own: no worker delivers these webhooks."""
-    redis_server = RedisServer(tmp_path_factory.mktemp("webhooks-redis"))
-    redis_server.start()
-    yield redis_server
-    redis_server.stop()
+    with running_redis(tmp_path_factory.mktemp("webhooks-redis")) as redis_server:
+        yield redis_server
 
 
 def _stats(server: RedisServer, due_in_seconds: dict[str, float]) -> WebhookStats:

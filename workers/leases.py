@@ -56,9 +56,7 @@ class LeaseKeeper:
     def renew_now(self) -> None:
         with self._lock:
             held = sorted(self._held)
-        lost = self._store.renew(held)
-        with self._lock:  # a task that ended meanwhile was not lost
-            lost = [task_id for task_id in lost if task_id in self._held]
+        lost = self._store.renew(held)  # one that ended meanwhile is not in it
         if lost:  # its finish will be refused: the new holder ends the task
             log.warning("lost the lease on %s: another worker has it now", ", ".join(lost))
 

@@ -257,8 +257,7 @@ class UpstreamWorker:
             await asyncio.sleep(interval)
             try:
                 held = sorted(self._held)
-                lost = await store.renew(held)
-                lost = [task_id for task_id in lost if task_id in self._held]  # not just ended
+                lost = await store.renew(held)  # one that ended meanwhile is not in it
                 if held:  # else Redis was not asked
                     away.answered()
             except redis.RedisError as exc:

@@ -105,8 +105,8 @@ class WorkerTaskStore:
 
     def renew(self, task_ids: Sequence[str], *, hand_back: bool = False) -> list[str]:
         """Extend this worker's leases on ``task_ids`` (or, ``hand_back``, end them now, so
-        that the reaper hands the tasks to other workers at once); returns the ids it no
-        longer holds."""
+        that the reaper hands the tasks to other workers at once); returns the ids it lost
+        (another worker holds them, or their records are gone; a task that ended was not lost)."""
         if not task_ids:
             return []
         records = [redis_keys.task(t) for t in task_ids]

@@ -166,6 +166,31 @@ def test_renewing_extends_the_lease_of_held_tasks(
     assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) == lease
 
 
+def test_a_renewal_that_races_the_finish_reports_nothing_lost(
+    redis_client: redis.Redis, task_id: str, pool: str
+) -> None:
+    # The renewing thread looked at what it holds just before the task's finish landed: the
+    # task ended, it was not lost to another worker.
+    worker = _worker(redis_client, "a")
+    assert worker.claim(task_id) is not None
+    assert worker.finish(task_id, TaskStatus.SUCCEEDED, [{"key": "k"}])
+    assert worker.renew([task_id]) == []
+    assert redis_client.hget(redis_keys.task(task_id), "status") == b"SUCCEEDED"
+    assert redis_client.zscore(redis_keys.leases(pool), redis_keys.task(task_id)) is None
+
+
+def test_a_task_taken_over_or_gone_is_lost_to_its_old_holder(
+    redis_client: redis.Redis, task_id: str, pool: str
+) -> None:
+    worker = _worker(redis_client, "a")
+    assert worker.claim(task_id) is not None
+    lapse_lease(redis_client, task_id, pool)
+    assert _reaper(redis_client).run([pool]).taken_over == 1  # RUNNING, nobody's
+    assert worker.renew([task_id]) == [task_id]
+    redis_client.delete(redis_keys.task(task_id))
+    assert worker.renew([task_id]) == [task_id]
+
+
 def test_a_worker_that_lost_its_lease_can_neither_annotate_nor_report_progress(
     redis_client: redis.Redis, task_id: str, pool: str
 ) -> None:

@@ -60,6 +60,9 @@ def upstream_stack(
         "SYNTHGATE_UPSTREAM_DEADLINE_SECONDS": "8",
         "SYNTHGATE_UPSTREAM_REQUEST_TIMEOUT_SECONDS": "2",
         "SYNTHGATE_UPSTREAM_RETRY_MAX_SECONDS": "0.5",
+        # A 429 rests the account for its Retry-After, at least this: the default 1 s would
+        # make the 429 storm's 8 tasks a race with their 8 s deadline on a loaded machine.
+        "SYNTHGATE_UPSTREAM_THROTTLE_BACKOFF_SECONDS": "0.1",
         "SYNTHGATE_UPSTREAM_POLL_INITIAL_SECONDS": "0.3",
         "SYNTHGATE_UPSTREAM_POLL_MAX_SECONDS": "0.5",
         "SYNTHGATE_UPSTREAM_RESULT_MAX_BYTES": str(4 * 1024 * 1024),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
+import pytest
 import redis.asyncio as aioredis
-from fixtures.processes import RedisServer
+from fixtures.processes import RedisServer, running_redis
 
 from gateway.intake.routing import Dispatcher
 from taskcore import redis_keys
@@ -13,6 +15,14 @@ from taskcore.celery_queue import create_celery
 from taskcore.settings import Settings
 
 XL_UPSTREAM = "upstream.stable-diffusion-xl"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: the messages pushed below are not JSON, and the session
+    stack's GPU worker, which serves gpu.sdxl on the shared Redis, would take one and stop."""
+    with running_redis(tmp_path_factory.mktemp("routing-redis")) as server:
+        yield server
 
 
 def _queue_for(

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fixtures.markers import mark_users
+from fixtures.ordering import longest_first
 from fixtures.processes import RedisServer
 from fixtures.s3 import AWS_ENV, MotoServer
 from fixtures.simulator import UPSTREAM_KEY, SimulatorProcess
@@ -32,6 +33,7 @@ SLOW_FIXTURES = frozenset({"demo_weights_dir", "stack", "simulator", "moto_serve
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_users(items, SLOW_FIXTURES, pytest.mark.slow)
+    longest_first(items)
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,7 @@ def test_the_venv_holds_exactly_the_dev_lock() -> None:
 _NOT_IMPORTED = {
     "sniffio": "httpcore imports it per request (test_sniffio_is_kept_...)",
     "pytest-timeout": "pytest plugin: pyproject's `timeout`",
+    "pytest-xdist": "pytest plugin: `make test` runs files on two processes",
     "ruff": "make lint",
     "mypy": "make lint",
     "boto3-stubs": "types for mypy",

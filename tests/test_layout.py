@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.ordering import LONGEST_FIRST, TESTS
 from fixtures.processes import ROOT
 
 PACKAGES = ("taskcore", "gateway", "workers", "synthgate", "simulator")
@@ -77,3 +78,9 @@ def test_only_the_cli_imports_both_sides() -> None:
         if {"gateway", "workers"} <= allowed | {package}
     ]
     assert both == ["synthgate"]
+
+
+def test_the_files_run_first_exist() -> None:
+    # A renamed file would silently lose its place at the front (tests/fixtures/ordering.py).
+    missing = [name for name in LONGEST_FIRST if not (TESTS / name).is_file()]
+    assert not missing, missing

@@ -60,7 +60,11 @@ def ids_of(raw: bytes) -> tuple[str, str]:
 
 @pytest.mark.parametrize(
     ("task_id", "queue_prefix"),
-    [(str(uuid.uuid4()), "gpu.sdxl"), (str(uuid.uuid4()), "upstream.wanx"), ("task-1", "q")],
+    [
+        ("0b7e5f3a-6d1c-4e2b-9a8f-3c2d1e0f4a5b", "gpu.sdxl"),
+        ("9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "upstream.wanx"),
+        ("task-1", "q"),
+    ],  # fixed ids: every xdist process collects the same tests
 )
 def test_templated_message_is_byte_for_byte_what_send_task_pushes(
     celery: Celery,

@@ -16,8 +16,6 @@ on queue length) read it through :func:`pool_stats` and :func:`pool_depth`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import redis.asyncio as aioredis
 
 from taskcore import redis_keys
 from taskcore.catalog import Catalog, ModelSpec
+from taskcore.celery_queue import task_id_of
 from taskcore.priority import ORDER
 from taskcore.settings import Settings
 
@@ -126,16 +125,13 @@ async def _submit_times(client: aioredis.Redis, candidates: list[list[bytes | st
 
 
 def _record_key(message: bytes | None) -> str | None:
-    """The task record of a kombu Redis message (JSON envelope, base64 JSON body)."""
+    """The task record of a ``synthgate.generate`` message; None for anything else."""
     if not message:
         return None
     try:
-        envelope = orjson.loads(message)
-        body = orjson.loads(base64.b64decode(envelope["body"]))
-        task_id = body[0][0]  # Celery protocol 2 body: [args, kwargs, embed]
-    except (orjson.JSONDecodeError, binascii.Error, KeyError, IndexError, TypeError):
+        return redis_keys.task(task_id_of(message))
+    except (ValueError, KeyError, IndexError, TypeError):  # JSON and base64 errors are ValueErrors
         return None
-    return redis_keys.task(task_id) if isinstance(task_id, str) else None
 
 
 @dataclass(frozen=True, slots=True)

